@@ -1,0 +1,48 @@
+# lemur: every target does its own set-up (creates .venv and installs the pinned stack if missing).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DATA   ?= data/synth-small
+PRESET ?= small
+
+.PHONY: help install test test-fast demo data bench freeze clean
+
+help:
+	@echo "make demo   - set up, generate the built-in data, train + evaluate recipes/lemur.yaml"
+	@echo "make test   - set up, then run the whole test suite"
+	@echo "make install - only create $(VENV) and install the pinned dependencies"
+
+# The stamp depends on the files that define the environment, so editing them reinstalls.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+$(DATA)/events.parquet: | $(STAMP)
+	$(BIN)/lemur data synth --preset $(PRESET) --out $(DATA)
+
+data: $(DATA)/events.parquet
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+demo: $(STAMP) $(DATA)/events.parquet
+	$(BIN)/python -m lemur.demo --recipe recipes/lemur.yaml --data $(DATA)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/demo_throughput.py
+
+# Regenerate constraints.txt from the current venv after a deliberate upgrade.
+freeze: $(STAMP)
+	@head -3 constraints.txt > constraints.new
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^lemur' >> constraints.new
+	mv constraints.new constraints.txt
+
+clean:
+	rm -rf $(VENV) mlruns.db mlartifacts lightning_logs checkpoints .pytest_cache

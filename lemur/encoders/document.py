@@ -1,0 +1,51 @@
+"""The document encoder: a dict of modality encoders fused into one vector."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lemur.encoders.base import ImageEncoder, TextEncoder
+
+
+class DocumentEncoder(nn.Module):
+    """Encodes a document from its modalities and fuses them (concatenate -> linear).
+
+    Args:
+        modalities: ``{"text": TextEncoder, "image": ImageEncoder, ...}``; drop or add
+            a modality in the recipe. Known keys read these batch entries:
+            ``text`` -> doc_tokens/doc_mask/doc_types, ``image`` -> doc_image/doc_image_mask
+            (a missing image is replaced by a learned vector).
+        out_dim: size of the document representation (paper: 128).
+
+    ``forward(batch: dict) -> [B, out_dim]``.
+    """
+
+    def __init__(self, modalities: dict[str, nn.Module], out_dim: int = 128) -> None:
+        super().__init__()
+        unknown = set(modalities) - {"text", "image"}
+        if unknown:
+            raise ValueError(f"DocumentEncoder.modalities: unknown modality {sorted(unknown)}; known: text (TextEncoder), image (ImageEncoder)")
+        if not modalities:
+            raise ValueError("DocumentEncoder.modalities: at least one modality is needed")
+        for name, enc in modalities.items():
+            expected = TextEncoder if name == "text" else ImageEncoder
+            if not isinstance(enc, expected):
+                raise TypeError(f"DocumentEncoder.modalities['{name}'] must be a {expected.__name__}, got {type(enc).__name__}")
+        self.modalities = nn.ModuleDict(modalities)
+        self.out_dim = out_dim
+        width = sum(m.out_dim for m in modalities.values())
+        self.missing_image = nn.Parameter(torch.zeros(modalities["image"].out_dim)) if "image" in modalities else None
+        self.fuse = nn.Identity() if (len(modalities) == 1 and width == out_dim) else nn.Linear(width, out_dim)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = []
+        for name, enc in self.modalities.items():
+            if name == "text":
+                parts.append(enc(batch["doc_tokens"], batch["doc_mask"], batch["doc_types"]))
+            else:
+                if "doc_image" not in batch:
+                    raise KeyError("the document encoder has an image modality but batches carry no images: set data.image_size in the recipe")
+                vec = enc(batch["doc_image"])
+                parts.append(torch.where(batch["doc_image_mask"][:, None], vec, self.missing_image.to(vec.dtype)))
+        return self.fuse(torch.cat(parts, dim=-1))

@@ -1,0 +1,7 @@
+"""Ranking metrics: global AUC (torchmetrics' ``BinaryAUROC``) and grouped AUC (QAUC / GAUC)."""
+
+from torchmetrics.classification import BinaryAUROC
+
+from lemur.metrics.grouped_auc import GroupedAUC, Weighting, grouped_auc
+
+__all__ = ["BinaryAUROC", "GroupedAUC", "Weighting", "grouped_auc"]

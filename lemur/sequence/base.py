@@ -1,0 +1,23 @@
+"""The contract of a history (sequence) decoder."""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import nn
+
+
+class SequenceDecoder(nn.Module, abc.ABC):
+    """Summarises a user's history into one vector, guided by a global query token.
+
+    ``forward(query [B, D], items [B, L, D], mask [B, L] bool) -> [B, out_dim]``.
+    ``query`` is built from the row's other features (``D = token_dim`` of the ranker);
+    ``mask`` is False for padding (and for never-written memory-bank entries).
+    Rows with no valid item must return a finite vector.
+    """
+
+    out_dim: int
+
+    @abc.abstractmethod
+    def forward(self, query: torch.Tensor, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor: ...

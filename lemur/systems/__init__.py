@@ -1,0 +1,5 @@
+"""LightningModules: wiring and train/val/test steps only."""
+
+from lemur.systems.ranker import LemurRanker
+
+__all__ = ["LemurRanker"]

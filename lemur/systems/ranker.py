@@ -1,0 +1,142 @@
+"""The LightningModule: wires encoders, history decoders, features and backbone; defines the steps.
+
+Data flow of one row (see DESIGN.md)::
+
+    doc fields --doc_encoder--> d ┐
+    query text --query_encoder-> q ├-> feature tokens [B, T, token_dim] --backbone--> logit --> BCE
+    IDs + context --IdFeatures--> ┤
+    history IDs --embed--> items --short/long decoder(global token)--> ┘
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torchmetrics.classification import BinaryAUROC
+
+from lemur.encoders.base import TextEncoder
+from lemur.encoders.document import DocumentEncoder
+from lemur.metrics import GroupedAUC
+from lemur.ranking.base import Backbone
+from lemur.ranking.features import FeatureConfig, IdFeatures
+from lemur.sequence.base import SequenceDecoder
+
+
+def _adamw(params):
+    return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
+
+
+class LemurRanker(L.LightningModule):
+    """CTR ranker over ID features, optional query/document encoders and history decoders.
+
+    Args:
+        backbone: ``Backbone`` class (+ init_args in the recipe); built as
+            ``backbone(num_tokens, token_dim)`` once the token count is known.
+        features: ID/context embedding sizes and the token width.
+        query_encoder: text encoder of the query, or None (no query token).
+        doc_encoder: multimodal document encoder, or None (an ID-only model).
+        short_history, long_history: ``SequenceDecoder`` classes built as ``decoder(token_dim)``,
+            or None to drop that sequence.
+        optimizer, lr_scheduler: LightningCLI-style callables.
+    """
+
+    def __init__(
+        self,
+        backbone: Callable[[int, int], Backbone],
+        features: FeatureConfig = FeatureConfig(),
+        query_encoder: TextEncoder | None = None,
+        doc_encoder: DocumentEncoder | None = None,
+        short_history: Callable[[int], SequenceDecoder] | None = None,
+        long_history: Callable[[int], SequenceDecoder] | None = None,
+        optimizer: OptimizerCallable = _adamw,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["query_encoder", "doc_encoder"])
+        d = features.token_dim
+        self.ids = IdFeatures(features)
+        self.query_encoder, self.doc_encoder = query_encoder, doc_encoder
+        self.query_proj = nn.Linear(query_encoder.out_dim, d) if query_encoder is not None else None
+        self.doc_proj = nn.Linear(doc_encoder.out_dim, d) if doc_encoder is not None else None
+        self.histories = nn.ModuleDict()
+        for name, make in (("short", short_history), ("long", long_history)):
+            if make is not None:
+                decoder = make(d)
+                if decoder.out_dim != d:
+                    raise ValueError(f"model.{name}_history: decoder out_dim {decoder.out_dim} != features.token_dim {d}")
+                self.histories[name] = decoder
+        self.global_token = nn.Linear(d, d) if len(self.histories) else None
+        num_tokens = self.ids.num_tokens + (query_encoder is not None) + (doc_encoder is not None) + len(self.histories)
+        self.backbone = backbone(num_tokens, d)
+        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
+        self.metrics = nn.ModuleDict({
+            split: nn.ModuleDict({"auc": BinaryAUROC(), "qauc": GroupedAUC(weighting="uniform"), "gauc": GroupedAUC(weighting="impressions")})
+            for split in ("val", "test")
+        })
+
+    # ------------------------------------------------------------------ forward
+    def feature_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """All feature tokens of a batch: ``[B, num_tokens, token_dim]``."""
+        tokens = [self.ids(batch)]
+        if self.query_encoder is not None:
+            tokens.append(self.query_proj(self.query_encoder(batch["query_tokens"], batch["query_mask"]))[:, None])
+        if self.doc_encoder is not None:
+            tokens.append(self.doc_proj(self.doc_encoder(batch))[:, None])
+        tokens = torch.cat(tokens, dim=1)
+        if len(self.histories):
+            query = self.global_token(tokens.mean(1))
+            seq = [dec(query, self.ids.doc_items(batch[f"hist_{name}"]), batch[f"hist_{name}_mask"]) for name, dec in self.histories.items()]
+            tokens = torch.cat([tokens, torch.stack(seq, dim=1)], dim=1)
+        return tokens
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """CTR logits ``[B]``."""
+        return self.backbone(self.feature_tokens(batch))
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch)
+        loss = F.binary_cross_entropy_with_logits(logits, batch["label"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
+        return loss
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], split: str) -> None:
+        logits = self(batch)
+        label = batch["label"]
+        self.log(f"{split}/loss", F.binary_cross_entropy_with_logits(logits, label), batch_size=len(logits))
+        m = self.metrics[split]
+        target = label.long()
+        m["auc"].update(logits, target)
+        m["qauc"].update(logits, target, batch["session_id"])
+        m["gauc"].update(logits, target, batch["user_id"])
+
+    def _eval_epoch_end(self, split: str) -> None:
+        for name, metric in self.metrics[split].items():
+            self.log(f"{split}/{name}", metric.compute(), prog_bar=name != "gauc")
+            metric.reset()
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self):
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self):
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch, batch_idx):
+        return {"score": torch.sigmoid(self(batch)), "session_id": batch["session_id"], "user_id": batch["user_id"], "doc_index": batch["doc_index"], "label": batch["label"]}
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
