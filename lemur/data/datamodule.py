@@ -25,6 +25,7 @@ doc_image, _mask       [B,3,S,S], [B]   cover image (only when ``image_size`` is
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from dataclasses import asdict, dataclass, field
@@ -194,8 +195,8 @@ class LemurDataModule(L.LightningDataModule):
         if image_size is not None and image_size < 8:
             raise ValueError(f"data.image_size must be >= 8 or null, got {image_size}")
         self.save_hyperparameters(ignore=["history", "tokenizer"])
-        self.hparams["history"] = asdict(history)
-        self.hparams["tokenizer"] = asdict(tokenizer)
+        # Loggers record hparams_initial: store the dataclasses as plain dicts there too.
+        self.save_hyperparameters({**self.hparams, "history": asdict(history), "tokenizer": asdict(tokenizer)})
         self.root = Path(root)
         self.history_config, self.tokenizer_config = history, tokenizer
         self.store: _Store | None = None
@@ -225,7 +226,8 @@ class LemurDataModule(L.LightningDataModule):
         doc_tokens = cached(self.root / ".cache", "docs", {**stamp, "fields": cfg.fields},
                             lambda: tokenize_documents(tok(), {k: v for k, v in text.items() if v is not None} or {"_": [""] * len(doc_ids)}, cfg.fields))
         query_text, query_index = np.unique(np.asarray(events["query"].to_pylist(), dtype=object).astype(str), return_inverse=True)
-        queries = cached(self.root / ".cache", "queries", {**stamp, "n": len(query_text), "first": query_text[:3].tolist(), "len": cfg.query_len},
+        query_digest = hashlib.sha1("\n".join(query_text.tolist()).encode()).hexdigest()
+        queries = cached(self.root / ".cache", "queries", {"tokenizer": cfg.resolved_path(), "queries": query_digest, "len": cfg.query_len},
                          lambda: tokenize_queries(tok(), query_text.tolist(), cfg.query_len))
 
         day = events["day"].to_numpy()

@@ -165,9 +165,9 @@ def validate_docs(table: pa.Table, file: Path | str = DOCS_FILE) -> None:
     if len(ids) == 0:
         raise SchemaError(file, None, "the docs table is empty")
     order = np.argsort(ids, kind="stable")
-    dup = np.flatnonzero(ids[order][1:] == ids[order][:-1])
-    if len(dup):
-        row = int(order[dup[0] + 1])
+    dup = ids[order][1:] == ids[order][:-1]
+    if dup.any():
+        row = int(order[1:][dup].min())  # the first repeated occurrence in file order
         raise SchemaError(file, "doc_id", "duplicate doc_id (each document must appear once)", row=row, value=int(ids[row]))
     if not any(f in table.column_names for f in TEXT_FIELDS) and "image" not in table.column_names:
         raise SchemaError(file, None, f"no content columns: need at least one of {list(TEXT_FIELDS)} or 'image'")
@@ -194,7 +194,23 @@ def validate_events(table: pa.Table, doc_ids: np.ndarray, file: Path | str = EVE
     if not known.all():
         row = _first_row(~known)
         raise SchemaError(file, "doc_id", "doc_id not found in docs.parquet", row=row, value=int(events_doc[row]))
+    _check_sessions(table, file)
     _check_features(table, file)
+
+
+def _check_sessions(table: pa.Table, file: Path) -> None:
+    """All rows of a session belong to one user and share one timestamp (histories rely on
+    it to exclude the session's own clicks; QAUC and SQDC group by session)."""
+    sid = table["session_id"].to_numpy()
+    order = np.argsort(sid, kind="stable")
+    same = sid[order][1:] == sid[order][:-1]
+    for col in ("user_id", "timestamp"):
+        values = table[col].to_numpy()[order]
+        bad = same & (values[1:] != values[:-1])
+        if bad.any():
+            row = int(order[1:][bad].min())
+            raise SchemaError(file, col, f"rows of session {int(sid[row])} must share one {col}", row=row,
+                              value=int(table[col][row].as_py()))
 
 
 def validate_dataset(root: str | Path) -> tuple[pa.Table, pa.Table]:

