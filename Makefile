@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= data/synth-small
 PRESET ?= small
 
-.PHONY: help install test test-fast demo data bench freeze clean
+.PHONY: help install test test-fast demo data freeze clean
 
 help:
 	@echo "make demo   - set up, generate the built-in data, train + evaluate recipes/lemur.yaml"
@@ -33,10 +33,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 demo: $(STAMP) $(DATA)/events.parquet
-	$(BIN)/python -m lemur.demo --recipe recipes/lemur.yaml --data $(DATA)
-
-bench: $(STAMP)
-	$(BIN)/python benchmarks/demo_throughput.py
+	$(BIN)/lemur fit -c recipes/lemur.yaml --data.init_args.root $(DATA)
 
 # Regenerate constraints.txt from the current venv after a deliberate upgrade.
 freeze: $(STAMP)

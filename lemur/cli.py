@@ -146,11 +146,11 @@ def _data_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    args = sys.argv[1:] if argv is None else argv
     try:
-        if argv and argv[0] == "data":
-            return _data_main(argv[1:])
-        LemurCLI(args=argv)
+        if args and args[0] == "data":
+            return _data_main(args[1:])
+        LemurCLI(args=argv)  # None: LightningCLI reads sys.argv itself
     except SchemaError as err:
         print(f"lemur: bad input data: {err}", file=sys.stderr)
         return 2
