@@ -295,3 +295,17 @@ def test_misspelt_command_line_key_fails(capsys: pytest.CaptureFixture) -> None:
         main(["fit", "-c", str(DEFAULT_BASE), "--model.init_args.featurs.token_dim", "3", "--print_config"])
     assert info.value.code not in (0, None)
     assert "featurs" in capsys.readouterr().err
+
+
+CALLBACK_FRAGMENTS = sorted((REPO / "callbacks").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("fragment", CALLBACK_FRAGMENTS, ids=lambda p: p.name)
+def test_callback_fragments_compose_with_the_default_recipe(fragment: Path, monkeypatch) -> None:
+    """Each YAML fragment in callbacks/ adds its callbacks to a recipe (``callbacks+:`` appends)."""
+    monkeypatch.setattr(sys, "argv", ["lemur"])
+    cli = LemurCLI(args=["-c", str(DEFAULT_BASE), "-c", str(fragment), "--trainer.logger", "false"], run=False)
+    names = {type(cb).__name__ for cb in cli.trainer.callbacks}
+    listed = {item["class_path"].rsplit(".", 1)[-1] for item in _load(fragment)["trainer"]["callbacks+"]}
+    assert listed <= names
+    assert {"ModelCheckpoint", "RunSummary"} <= names  # lemur's own callbacks stay

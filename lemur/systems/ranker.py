@@ -4,7 +4,7 @@ Data flow of one row (see DESIGN.md)::
 
     doc fields --doc_encoder--> d ┐
     query text --query_encoder-> q ├-> feature tokens [B, T, token_dim] --backbone--> logit --> BCE
-    IDs + context --IdFeatures--> ┤
+    IDs + context --IdFeatures--> ┤            + lambda * SQDC(q, d)
     history IDs --embed--> items --short/long decoder(global token)--> ┘
 """
 
@@ -21,6 +21,7 @@ from torchmetrics.classification import BinaryAUROC
 
 from lemur.encoders.base import TextEncoder
 from lemur.encoders.document import DocumentEncoder
+from lemur.losses import SQDCLoss
 from lemur.metrics import GroupedAUC
 from lemur.ranking.base import Backbone
 from lemur.ranking.features import FeatureConfig, IdFeatures
@@ -42,6 +43,8 @@ class LemurRanker(L.LightningModule):
         doc_encoder: multimodal document encoder, or None (an ID-only model).
         short_history, long_history: ``SequenceDecoder`` classes built as ``decoder(token_dim)``,
             or None to drop that sequence.
+        sqdc, sqdc_weight: the query-to-document contrastive loss and its weight lambda in
+            ``L = BCE + lambda * SQDC`` (a paper gap; 0.1 by default). Needs both encoders.
         optimizer, lr_scheduler: LightningCLI-style callables.
     """
 
@@ -53,6 +56,8 @@ class LemurRanker(L.LightningModule):
         doc_encoder: DocumentEncoder | None = None,
         short_history: Callable[[int], SequenceDecoder] | None = None,
         long_history: Callable[[int], SequenceDecoder] | None = None,
+        sqdc: SQDCLoss | None = None,
+        sqdc_weight: float = 0.1,
         optimizer: OptimizerCallable = _adamw,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -73,6 +78,11 @@ class LemurRanker(L.LightningModule):
         self.global_token = nn.Linear(d, d) if len(self.histories) else None
         num_tokens = self.ids.num_tokens + (query_encoder is not None) + (doc_encoder is not None) + len(self.histories)
         self.backbone = backbone(num_tokens, d)
+        if sqdc is not None and (query_encoder is None or doc_encoder is None):
+            raise ValueError("model.sqdc needs both model.query_encoder and model.doc_encoder")
+        if sqdc_weight < 0:
+            raise ValueError(f"model.sqdc_weight must be >= 0, got {sqdc_weight}")
+        self.sqdc, self.sqdc_weight = sqdc, sqdc_weight
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.metrics = nn.ModuleDict({
             split: nn.ModuleDict({"auc": BinaryAUROC(), "qauc": GroupedAUC(weighting="uniform"), "gauc": GroupedAUC(weighting="impressions")})
@@ -80,13 +90,22 @@ class LemurRanker(L.LightningModule):
         })
 
     # ------------------------------------------------------------------ forward
-    def feature_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Content vectors of the batch: ``query`` [B, q.out_dim] and ``doc`` [B, d.out_dim] (when present)."""
+        out = {}
+        if self.query_encoder is not None:
+            out["query"] = self.query_encoder(batch["query_tokens"], batch["query_mask"])
+        if self.doc_encoder is not None:
+            out["doc"] = self.doc_encoder(batch)
+        return out
+
+    def feature_tokens(self, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]) -> torch.Tensor:
         """All feature tokens of a batch: ``[B, num_tokens, token_dim]``."""
         tokens = [self.ids(batch)]
-        if self.query_encoder is not None:
-            tokens.append(self.query_proj(self.query_encoder(batch["query_tokens"], batch["query_mask"]))[:, None])
-        if self.doc_encoder is not None:
-            tokens.append(self.doc_proj(self.doc_encoder(batch))[:, None])
+        if "query" in content:
+            tokens.append(self.query_proj(content["query"])[:, None])
+        if "doc" in content:
+            tokens.append(self.doc_proj(content["doc"])[:, None])
         tokens = torch.cat(tokens, dim=1)
         if len(self.histories):
             query = self.global_token(tokens.mean(1))
@@ -94,19 +113,26 @@ class LemurRanker(L.LightningModule):
             tokens = torch.cat([tokens, torch.stack(seq, dim=1)], dim=1)
         return tokens
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """CTR logits ``[B]``."""
-        return self.backbone(self.feature_tokens(batch))
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """CTR logits ``[B]`` and the content vectors they were computed from."""
+        content = self.encode(batch)
+        return self.backbone(self.feature_tokens(batch, content)), content
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(batch)
-        loss = F.binary_cross_entropy_with_logits(logits, batch["label"])
+        logits, content = self(batch)
+        bce = F.binary_cross_entropy_with_logits(logits, batch["label"])
+        loss = bce
+        if self.sqdc is not None:
+            sqdc = self.sqdc(content["query"], content["doc"], batch["label"], batch["session_id"], batch["doc_index"])
+            loss = bce + self.sqdc_weight * sqdc
+            self.log("train/sqdc", sqdc, batch_size=len(logits))
+        self.log("train/bce", bce, batch_size=len(logits))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
         return loss
 
     def _eval_step(self, batch: dict[str, torch.Tensor], split: str) -> None:
-        logits = self(batch)
+        logits, _ = self(batch)
         label = batch["label"]
         self.log(f"{split}/loss", F.binary_cross_entropy_with_logits(logits, label), batch_size=len(logits))
         m = self.metrics[split]
@@ -133,7 +159,7 @@ class LemurRanker(L.LightningModule):
         self._eval_epoch_end("test")
 
     def predict_step(self, batch, batch_idx):
-        return {"score": torch.sigmoid(self(batch)), "session_id": batch["session_id"], "user_id": batch["user_id"], "doc_index": batch["doc_index"], "label": batch["label"]}
+        return {"score": torch.sigmoid(self(batch)[0]), "session_id": batch["session_id"], "user_id": batch["user_id"], "doc_index": batch["doc_index"], "label": batch["label"]}
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())

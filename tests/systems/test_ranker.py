@@ -1,0 +1,73 @@
+"""LemurRanker wiring: shapes, the SQDC term, optional components, swapped backbones/decoders."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+
+from lemur.data import LemurDataModule
+from lemur.encoders import DocumentEncoder, TransformerTextEncoder
+from lemur.losses import SQDCLoss
+from lemur.ranking import FeatureConfig, MLPBackbone, RankMixerBackbone
+from lemur.sequence import LongerDecoder, MeanPoolDecoder
+from lemur.systems import LemurRanker
+
+
+@pytest.fixture
+def batch(handmade_dataset: Path) -> dict[str, torch.Tensor]:
+    dm = LemurDataModule(root=str(handmade_dataset), batch_size=16, num_workers=0)
+    dm.setup("fit")
+    return next(iter(dm.train_dataloader()))
+
+
+def _encoders():
+    query = TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32, out_dim=24)
+    doc = DocumentEncoder({"text": TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32, num_types=5, out_dim=24)}, out_dim=24)
+    return query, doc
+
+
+FEATURES = FeatureConfig(token_dim=8, user_buckets=50, doc_buckets=50, cat_buckets=30)
+
+
+def test_full_model_shapes_and_sqdc_term(batch) -> None:
+    query, doc = _encoders()
+    model = LemurRanker(backbone=partial(MLPBackbone, hidden_dims=[16], dropout=0.0), features=FEATURES, query_encoder=query, doc_encoder=doc,
+                        short_history=MeanPoolDecoder, long_history=MeanPoolDecoder, sqdc=SQDCLoss(temperature=10.0), sqdc_weight=0.5)
+    logits, content = model(batch)
+    assert logits.shape == (16,) and torch.isfinite(logits).all()
+    assert content["query"].shape == content["doc"].shape == (16, 24)
+    # ids (user, doc, cat_hour, dense_position) + query + doc + short + long
+    assert model.backbone.num_tokens == 4 + 2 + 2
+    loss = model.training_step(batch, 0)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["label"])
+    sqdc = model.sqdc(content["query"], content["doc"], batch["label"], batch["session_id"], batch["doc_index"])
+    torch.testing.assert_close(loss, bce + 0.5 * sqdc)
+    loss.backward()
+    assert model.query_encoder.token.weight.grad is not None and model.doc_encoder.modalities["text"].token.weight.grad is not None
+
+
+def test_id_only_model_has_no_content_tokens(batch) -> None:
+    model = LemurRanker(backbone=MLPBackbone, features=FEATURES)
+    logits, content = model(batch)
+    assert content == {} and logits.shape == (16,)
+    assert model.backbone.num_tokens == 4
+
+
+def test_sqdc_without_encoders_is_rejected() -> None:
+    with pytest.raises(ValueError, match="model.sqdc needs both"):
+        LemurRanker(backbone=MLPBackbone, features=FEATURES, sqdc=SQDCLoss())
+
+
+def test_swapped_backbone_and_decoder_train(batch) -> None:
+    query, doc = _encoders()
+    model = LemurRanker(backbone=partial(RankMixerBackbone, num_layers=1), features=FEATURES, query_encoder=query, doc_encoder=doc,
+                        long_history=partial(LongerDecoder, num_heads=2))
+    before = [p.detach().clone() for p in model.backbone.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.training_step(batch, 0).backward()
+    opt.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.backbone.parameters()))
+    assert isinstance(model.histories["long"], LongerDecoder)
