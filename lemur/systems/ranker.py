@@ -45,6 +45,12 @@ class LemurRanker(L.LightningModule):
             or None to drop that sequence.
         sqdc, sqdc_weight: the query-to-document contrastive loss and its weight lambda in
             ``L = BCE + lambda * SQDC`` (a paper gap; 0.1 by default). Needs both encoders.
+        stop_gradient: feed the ranker detached query/document vectors, so only SQDC trains
+            the encoders (the paper's "stop-gradient" ablation, Table 5).
+        encoder_lr, encoder_weight_decay: learning rate / weight decay of the encoder
+            parameters (a second optimizer parameter group); None = the optimizer's own.
+        compile: ``torch.compile`` the encoders and the backbone (in place; checkpoints keep
+            their keys).
         optimizer, lr_scheduler: LightningCLI-style callables.
     """
 
@@ -58,11 +64,15 @@ class LemurRanker(L.LightningModule):
         long_history: Callable[[int], SequenceDecoder] | None = None,
         sqdc: SQDCLoss | None = None,
         sqdc_weight: float = 0.1,
+        stop_gradient: bool = False,
+        encoder_lr: float | None = None,
+        encoder_weight_decay: float | None = None,
+        compile: bool = False,
         optimizer: OptimizerCallable = _adamw,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["query_encoder", "doc_encoder"])
+        self.save_hyperparameters()
         d = features.token_dim
         self.ids = IdFeatures(features)
         self.query_encoder, self.doc_encoder = query_encoder, doc_encoder
@@ -80,9 +90,20 @@ class LemurRanker(L.LightningModule):
         self.backbone = backbone(num_tokens, d)
         if sqdc is not None and (query_encoder is None or doc_encoder is None):
             raise ValueError("model.sqdc needs both model.query_encoder and model.doc_encoder")
+        if sqdc is not None and query_encoder.out_dim != doc_encoder.out_dim:
+            raise ValueError(f"model.sqdc compares query and document vectors, but model.query_encoder.out_dim={query_encoder.out_dim} "
+                             f"!= model.doc_encoder.out_dim={doc_encoder.out_dim}; make them equal")
         if sqdc_weight < 0:
             raise ValueError(f"model.sqdc_weight must be >= 0, got {sqdc_weight}")
-        self.sqdc, self.sqdc_weight = sqdc, sqdc_weight
+        self.sqdc, self.sqdc_weight, self.stop_gradient = sqdc, sqdc_weight, stop_gradient
+        for name, value in (("encoder_lr", encoder_lr), ("encoder_weight_decay", encoder_weight_decay)):
+            if value is not None and value < 0:
+                raise ValueError(f"model.{name} must be >= 0 or null, got {value}")
+        self.encoder_lr, self.encoder_weight_decay = encoder_lr, encoder_weight_decay
+        if compile:
+            for module in (query_encoder, doc_encoder, self.backbone):
+                if module is not None:
+                    module.compile()
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.metrics = nn.ModuleDict({
             split: nn.ModuleDict({"auc": BinaryAUROC(), "qauc": GroupedAUC(weighting="uniform"), "gauc": GroupedAUC(weighting="impressions")})
@@ -102,6 +123,8 @@ class LemurRanker(L.LightningModule):
     def feature_tokens(self, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]) -> torch.Tensor:
         """All feature tokens of a batch: ``[B, num_tokens, token_dim]``."""
         tokens = [self.ids(batch)]
+        if self.stop_gradient:
+            content = {k: v.detach() for k, v in content.items()}
         if "query" in content:
             tokens.append(self.query_proj(content["query"])[:, None])
         if "doc" in content:
@@ -161,8 +184,18 @@ class LemurRanker(L.LightningModule):
     def predict_step(self, batch, batch_idx):
         return {"score": torch.sigmoid(self(batch)[0]), "session_id": batch["session_id"], "user_id": batch["user_id"], "doc_index": batch["doc_index"], "label": batch["label"]}
 
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return [p for m in (self.query_encoder, self.doc_encoder) if m is not None for p in m.parameters()]
+
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        encoder = {id(p) for p in self.encoder_parameters()}
+        group = {"params": [p for p in self.parameters() if id(p) in encoder]}
+        if self.encoder_lr is not None:
+            group["lr"] = self.encoder_lr
+        if self.encoder_weight_decay is not None:
+            group["weight_decay"] = self.encoder_weight_decay
+        groups = [{"params": [p for p in self.parameters() if id(p) not in encoder]}] + ([group] if group["params"] else [])
+        optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

@@ -56,9 +56,13 @@ def test_id_only_model_has_no_content_tokens(batch) -> None:
     assert model.backbone.num_tokens == 4
 
 
-def test_sqdc_without_encoders_is_rejected() -> None:
+def test_sqdc_without_encoders_or_with_unequal_dims_is_rejected() -> None:
     with pytest.raises(ValueError, match="model.sqdc needs both"):
         LemurRanker(backbone=MLPBackbone, features=FEATURES, sqdc=SQDCLoss())
+    query, doc = _encoders()
+    query = TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32, out_dim=16)
+    with pytest.raises(ValueError, match=r"query_encoder.out_dim=16 != model.doc_encoder.out_dim=24"):
+        LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss())
 
 
 def test_swapped_backbone_and_decoder_train(batch) -> None:
@@ -71,3 +75,27 @@ def test_swapped_backbone_and_decoder_train(batch) -> None:
     opt.step()
     assert any(not torch.equal(a, b) for a, b in zip(before, model.backbone.parameters()))
     assert isinstance(model.histories["long"], LongerDecoder)
+
+
+def test_stop_gradient_keeps_bce_out_of_the_encoders(batch) -> None:
+    query, doc = _encoders()
+    model = LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, stop_gradient=True)
+    model.training_step(batch, 0).backward()
+    assert all(p.grad is None for p in model.encoder_parameters())
+    assert model.backbone.mlp[0].weight.grad is not None
+    query, doc = _encoders()
+    model = LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss(), stop_gradient=True)
+    model.training_step(batch, 0).backward()  # SQDC still trains the encoders
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder_parameters())
+
+
+def test_encoder_parameter_group_has_its_own_lr_and_weight_decay() -> None:
+    query, doc = _encoders()
+    model = LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, encoder_lr=1e-4, encoder_weight_decay=0.0,
+                        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05))
+    opt = model.configure_optimizers()
+    ranker, encoders = opt.param_groups
+    assert (ranker["lr"], ranker["weight_decay"]) == (1e-3, 0.05)
+    assert (encoders["lr"], encoders["weight_decay"]) == (1e-4, 0.0)
+    assert sum(p.numel() for p in encoders["params"]) == sum(p.numel() for p in model.encoder_parameters())
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == sum(p.numel() for p in model.parameters())
