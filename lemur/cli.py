@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 
+from lemur.callbacks.predictions import ParquetPredictionWriter
 from lemur.callbacks.summary import RunSummary
 from lemur.data.datamodule import LemurDataModule
 from lemur.data.schema import SchemaError
@@ -77,6 +78,7 @@ class LemurCLI(LightningCLI):
         parser.set_defaults({"checkpoint.monitor": "val/auc", "checkpoint.mode": "max", "checkpoint.save_last": True,
                              "checkpoint.filename": "best-{epoch}-{step}"})
         parser.add_lightning_class_args(RunSummary, "summary")
+        parser.add_lightning_class_args(ParquetPredictionWriter, "predictions")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="after fit, test the best checkpoint on the test days")
 
     def after_fit(self) -> None:

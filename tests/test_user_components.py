@@ -38,3 +38,15 @@ def test_user_encoder_by_class_path_trains_and_reloads(tmp_path: Path, monkeypat
     assert type(reloaded.query_encoder).__name__ == "BagOfWordsEncoder"
     for (name, a), b in zip(cli.model.state_dict().items(), reloaded.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+    # `lemur predict` writes the scores of the test days to Parquet
+    out = tmp_path / "pred" / "scores.parquet"
+    LemurCLI(args=["predict", "-c", str(REPO / "recipes/lemur.yaml"), "-c", str(REPO / "recipes/tiny.yaml"), "-c", str(override),
+                   "--data.init_args.root", str(tmp_path / "tiny"), "--trainer.logger", "false", "--ckpt_path", ckpt,
+                   "--predictions.output_path", str(out), "--trainer.enable_progress_bar", "false"])
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out)
+    assert set(table.column_names) == {"score", "session_id", "user_id", "doc_id", "label"}
+    assert table.num_rows == len(cli.datamodule.splits["test"])
+    scores = table["score"].to_numpy()
+    assert ((scores > 0) & (scores < 1)).all()

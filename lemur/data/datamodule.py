@@ -11,6 +11,7 @@ key                    shape, dtype     meaning
 label                  [B] float32      click
 user_id, session_id    [B] int64        raw IDs (session = query group for QAUC/SQDC)
 doc_index              [B] int64        dense document index 0..num_docs-1
+doc_id                 [B] int64        the raw doc_id (for predictions and exports)
 is_new_doc             [B] bool         document published on the row's day
 doc_tokens/types/mask  [B, Td]          target document's fields (see tokenize.py)
 query_tokens/mask      [B, Tq]          query
@@ -98,6 +99,7 @@ class _Store:
     queries: TokenizedText
     query_index: np.ndarray
     doc_index: np.ndarray
+    doc_ids: np.ndarray
     history: HistoryIndex
     history_config: HistoryConfig
     label: np.ndarray
@@ -124,6 +126,7 @@ class _Store:
             "user_id": torch.from_numpy(self.user_id[rows]),
             "session_id": torch.from_numpy(self.session_id[rows]),
             "doc_index": torch.from_numpy(doc),
+            "doc_id": torch.from_numpy(self.doc_ids[doc]),
             "is_new_doc": torch.from_numpy(self.is_new_doc[rows]),
             "doc_tokens": torch.from_numpy(self.docs.ids[doc, :d_width].astype(np.int64)),
             "doc_types": torch.from_numpy(self.docs.types[doc, :d_width].astype(np.int64)),
@@ -247,6 +250,7 @@ class LemurDataModule(L.LightningDataModule):
             queries=queries,
             query_index=query_index.astype(np.int64),
             doc_index=doc_index,
+            doc_ids=doc_ids.astype(np.int64),
             history=HistoryIndex.build(events["user_id"].to_numpy(), events["timestamp"].to_numpy(), doc_index, events["label"].to_numpy()),
             history_config=self.history_config,
             label=events["label"].to_numpy(),

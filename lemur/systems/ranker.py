@@ -182,7 +182,8 @@ class LemurRanker(L.LightningModule):
         self._eval_epoch_end("test")
 
     def predict_step(self, batch, batch_idx):
-        return {"score": torch.sigmoid(self(batch)[0]), "session_id": batch["session_id"], "user_id": batch["user_id"], "doc_index": batch["doc_index"], "label": batch["label"]}
+        keys = ("session_id", "user_id", "doc_id", "label")
+        return {"score": torch.sigmoid(self(batch)[0]), **{k: batch[k] for k in keys}}
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return [p for m in (self.query_encoder, self.doc_encoder) if m is not None for p in m.parameters()]

@@ -70,7 +70,7 @@ def test_split_with_more_held_out_days(handmade_dataset: Path) -> None:
 # ------------------------------------------------------------------------------ batch contract
 def test_batch_keys_shapes_dtypes(dm: LemurDataModule) -> None:
     for batch, bsz in ((first_batch(dm.train_dataloader()), 8), (first_batch(dm.val_dataloader()), 50), (first_batch(dm.test_dataloader()), 50)):
-        expected = {"label", "user_id", "session_id", "doc_index", "is_new_doc", "doc_tokens", "doc_types", "doc_mask",
+        expected = {"label", "user_id", "session_id", "doc_index", "doc_id", "is_new_doc", "doc_tokens", "doc_types", "doc_mask",
                     "query_tokens", "query_mask", "hist_long", "hist_long_mask", "hist_short", "hist_short_mask", "cat", "dense"}
         assert set(batch) == expected  # no images unless image_size is set
         B = batch["label"].shape[0]
@@ -322,3 +322,11 @@ def test_history_config_is_recorded_in_hparams(dm: LemurDataModule) -> None:
 def test_history_config_reaches_the_logged_hparams(dm: LemurDataModule) -> None:
     assert dm.hparams_initial["history"] == {"short_len": 3, "long_len": 6}
     assert dm.hparams_initial["tokenizer"]["fields"] == FIELDS
+
+
+def test_batches_carry_the_raw_doc_id(handmade_dataset: Path) -> None:
+    dm = LemurDataModule(root=str(handmade_dataset), batch_size=8, num_workers=0)
+    dm.setup("fit")
+    batch = next(iter(dm.val_dataloader()))
+    doc_ids = pq.read_table(handmade_dataset / "docs.parquet")["doc_id"].to_numpy()
+    assert (batch["doc_id"].numpy() == doc_ids[batch["doc_index"].numpy()]).all()
