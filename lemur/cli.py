@@ -68,6 +68,9 @@ class LemurCLI(LightningCLI):
                     "init_args": {"experiment_name": "lemur", "tracking_uri": tracking_uri(), "log_model": False},
                 },
             },
+            parser_kwargs={"description": "lemur: end-to-end multimodal recommendation. Train/evaluate with "
+                           "fit|validate|test|predict -c RECIPE.yaml; prepare data with `lemur data synth|validate` "
+                           "(see `lemur data --help`)."},
             args=args,
             run=run,
             auto_configure_optimizers=False,

@@ -207,6 +207,8 @@ def _stated(combo: tuple[Path, ...]) -> tuple[dict, list[str]]:
             for name in sorted(old_args - new_args):
                 problems.append(f"{path.name} swaps {'.'.join(scope)} to {value} but does not restate init_args.{name}")
             stated = {k: v for k, v in stated.items() if k[:len(scope)] != scope}
+        # A later leaf (e.g. `sqdc: null`) replaces the whole subtree an earlier file stated there.
+        stated = {k: v for k, v in stated.items() if not any(len(k) > len(leaf) and k[:len(leaf)] == leaf for leaf in leaves)}
         stated.update(leaves)
     return stated, problems
 

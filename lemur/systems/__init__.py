@@ -1,5 +1,7 @@
 """LightningModules: wiring and train/val/test steps only."""
 
+from lemur.systems.base import RankingSystem
+from lemur.systems.pretrainer import ContrastivePretrainer
 from lemur.systems.ranker import LemurRanker
 
-__all__ = ["LemurRanker"]
+__all__ = ["RankingSystem", "LemurRanker", "ContrastivePretrainer"]

@@ -12,27 +12,42 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
-from torchmetrics.classification import BinaryAUROC
 
 from lemur.encoders.base import TextEncoder
 from lemur.encoders.document import DocumentEncoder
 from lemur.losses import SQDCLoss
-from lemur.metrics import GroupedAUC
 from lemur.ranking.base import Backbone
 from lemur.ranking.features import FeatureConfig, IdFeatures
 from lemur.sequence.base import SequenceDecoder
+from lemur.systems.base import RankingSystem, _adamw
 
 
-def _adamw(params):
-    return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
+def load_encoders(model: nn.Module, path: str) -> None:
+    """Copy the ``query_encoder.*`` and ``doc_encoder.*`` weights of checkpoint ``path`` into ``model``."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"model.encoder_checkpoint: no such file {path!r}")
+    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    for name in ("query_encoder", "doc_encoder"):
+        module = getattr(model, name)
+        if module is None:
+            continue
+        part = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
+        if not part:
+            raise ValueError(f"model.encoder_checkpoint: {path} holds no '{name}.*' weights")
+        try:
+            module.load_state_dict(part)
+        except RuntimeError as err:
+            raise ValueError(f"model.encoder_checkpoint: {path}: '{name}' does not match the recipe's {name} ({err})") from err
 
 
-class LemurRanker(L.LightningModule):
+class LemurRanker(RankingSystem):
     """CTR ranker over ID features, optional query/document encoders and history decoders.
 
     Args:
@@ -47,6 +62,10 @@ class LemurRanker(L.LightningModule):
             ``L = BCE + lambda * SQDC`` (a paper gap; 0.1 by default). Needs both encoders.
         stop_gradient: feed the ranker detached query/document vectors, so only SQDC trains
             the encoders (the paper's "stop-gradient" ablation, Table 5).
+        freeze_encoders: keep the encoders fixed (no gradient, eval mode): the second stage of
+            the two-stage baseline.
+        encoder_checkpoint: a checkpoint (e.g. of ``ContrastivePretrainer``, stage 1) whose
+            ``query_encoder.*`` / ``doc_encoder.*`` weights are loaded when fit starts.
         encoder_lr, encoder_weight_decay: learning rate / weight decay of the encoder
             parameters (a second optimizer parameter group); None = the optimizer's own.
         compile: ``torch.compile`` the encoders and the backbone (in place; checkpoints keep
@@ -65,6 +84,8 @@ class LemurRanker(L.LightningModule):
         sqdc: SQDCLoss | None = None,
         sqdc_weight: float = 0.1,
         stop_gradient: bool = False,
+        freeze_encoders: bool = False,
+        encoder_checkpoint: str | None = None,
         encoder_lr: float | None = None,
         encoder_weight_decay: float | None = None,
         compile: bool = False,
@@ -100,25 +121,43 @@ class LemurRanker(L.LightningModule):
             if value is not None and value < 0:
                 raise ValueError(f"model.{name} must be >= 0 or null, got {value}")
         self.encoder_lr, self.encoder_weight_decay = encoder_lr, encoder_weight_decay
+        self.freeze_encoders, self.encoder_checkpoint = freeze_encoders, encoder_checkpoint
+        if freeze_encoders:
+            if sqdc is not None:
+                raise ValueError("model.freeze_encoders with model.sqdc: frozen encoders cannot learn from SQDC; drop one")
+            for module in (query_encoder, doc_encoder):
+                if module is not None:
+                    module.requires_grad_(False)
         if compile:
             for module in (query_encoder, doc_encoder, self.backbone):
                 if module is not None:
                     module.compile()
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
-        self.metrics = nn.ModuleDict({
-            split: nn.ModuleDict({"auc": BinaryAUROC(), "qauc": GroupedAUC(weighting="uniform"), "gauc": GroupedAUC(weighting="impressions")})
-            for split in ("val", "test")
-        })
 
     # ------------------------------------------------------------------ forward
     def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Content vectors of the batch: ``query`` [B, q.out_dim] and ``doc`` [B, d.out_dim] (when present)."""
         out = {}
-        if self.query_encoder is not None:
-            out["query"] = self.query_encoder(batch["query_tokens"], batch["query_mask"])
-        if self.doc_encoder is not None:
-            out["doc"] = self.doc_encoder(batch)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoders):
+            if self.query_encoder is not None:
+                out["query"] = self.query_encoder(batch["query_tokens"], batch["query_mask"])
+            if self.doc_encoder is not None:
+                out["doc"] = self.doc_encoder(batch)
         return out
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze_encoders:  # frozen encoders stay in eval mode (dropout off, norms fixed)
+            for module in (self.query_encoder, self.doc_encoder):
+                if module is not None:
+                    module.eval()
+        return self
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.encoder_checkpoint:
+            load_encoders(self, self.encoder_checkpoint)
+        elif stage == "fit" and self.freeze_encoders:
+            rank_zero_warn("model.freeze_encoders is set but model.encoder_checkpoint is not: the frozen encoders keep their random init")
 
     def feature_tokens(self, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]) -> torch.Tensor:
         """All feature tokens of a batch: ``[B, num_tokens, token_dim]``."""
@@ -154,49 +193,28 @@ class LemurRanker(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
         return loss
 
-    def _eval_step(self, batch: dict[str, torch.Tensor], split: str) -> None:
-        logits, _ = self(batch)
-        label = batch["label"]
-        self.log(f"{split}/loss", F.binary_cross_entropy_with_logits(logits, label), batch_size=len(logits))
-        m = self.metrics[split]
-        target = label.long()
-        m["auc"].update(logits, target)
-        m["qauc"].update(logits, target, batch["session_id"])
-        m["gauc"].update(logits, target, batch["user_id"])
+    def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """CTR logits ``[B]`` (metrics are rank-based; logits avoid ties from a saturated sigmoid)."""
+        return self(batch)[0]
 
-    def _eval_epoch_end(self, split: str) -> None:
-        for name, metric in self.metrics[split].items():
-            self.log(f"{split}/{name}", metric.compute(), prog_bar=name != "gauc")
-            metric.reset()
-
-    def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, "val")
-
-    def on_validation_epoch_end(self):
-        self._eval_epoch_end("val")
-
-    def test_step(self, batch, batch_idx):
-        self._eval_step(batch, "test")
-
-    def on_test_epoch_end(self):
-        self._eval_epoch_end("test")
+    def eval_loss(self, scores: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(scores, batch["label"])
 
     def predict_step(self, batch, batch_idx):
-        keys = ("session_id", "user_id", "doc_id", "label")
-        return {"score": torch.sigmoid(self(batch)[0]), **{k: batch[k] for k in keys}}
+        """Click probabilities with the row's IDs and label."""
+        out = super().predict_step(batch, batch_idx)
+        return {**out, "score": torch.sigmoid(out["score"])}
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return [p for m in (self.query_encoder, self.doc_encoder) if m is not None for p in m.parameters()]
 
     def configure_optimizers(self):
         encoder = {id(p) for p in self.encoder_parameters()}
-        group = {"params": [p for p in self.parameters() if id(p) in encoder]}
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        group = {"params": [p for p in trainable if id(p) in encoder]}
         if self.encoder_lr is not None:
             group["lr"] = self.encoder_lr
         if self.encoder_weight_decay is not None:
             group["weight_decay"] = self.encoder_weight_decay
-        groups = [{"params": [p for p in self.parameters() if id(p) not in encoder]}] + ([group] if group["params"] else [])
-        optimizer = self.optimizer_factory(groups)
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+        groups = [{"params": [p for p in trainable if id(p) not in encoder]}] + ([group] if group["params"] else [])
+        return self.build_optimizers(groups)
