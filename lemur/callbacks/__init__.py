@@ -1,6 +1,7 @@
 """Lightning callbacks, importable by class path from recipes."""
 
+from lemur.callbacks.memory_bank import MemoryBankCallback
 from lemur.callbacks.predictions import ParquetPredictionWriter
 from lemur.callbacks.summary import RunSummary
 
-__all__ = ["ParquetPredictionWriter", "RunSummary"]
+__all__ = ["MemoryBankCallback", "ParquetPredictionWriter", "RunSummary"]

@@ -86,6 +86,22 @@ class _Split(Dataset):
         return self.store.batch(self.rows[np.asarray(indices, dtype=np.int64)])
 
 
+class _Documents(Dataset):
+    """Documents by dense index (for memory-bank warm start and refresh)."""
+
+    def __init__(self, store: "_Store", docs: np.ndarray) -> None:
+        self.store, self.docs = store, docs
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.__getitems__([i])
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        return self.store.documents(self.docs[np.asarray(indices, dtype=np.int64)])
+
+
 def _first(batch):
     """collate_fn: the dataset already returns a collated batch."""
     return batch
@@ -111,10 +127,22 @@ class _Store:
     images: pa.Array | None
     image_size: int | None
 
+    def documents(self, doc: np.ndarray) -> dict[str, torch.Tensor]:
+        """The document fields (``doc_index``, ``doc_tokens/types/mask``, images) of dense indices ``doc``."""
+        width = max(int(self.docs.mask[doc].sum(1).max()), 1) if len(doc) else 1
+        out = {
+            "doc_index": torch.from_numpy(np.ascontiguousarray(doc, dtype=np.int64)),
+            "doc_tokens": torch.from_numpy(self.docs.ids[doc, :width].astype(np.int64)),
+            "doc_types": torch.from_numpy(self.docs.types[doc, :width].astype(np.int64)),
+            "doc_mask": torch.from_numpy(self.docs.mask[doc, :width]),
+        }
+        if self.image_size:
+            out["doc_image"], out["doc_image_mask"] = self._images(doc)
+        return out
+
     def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         doc = self.doc_index[rows]
         qry = self.query_index[rows]
-        d_width = max(int(self.docs.mask[doc].sum(1).max()), 1)
         q_width = max(int(self.queries.mask[qry].sum(1).max()), 1)
         long_items, long_mask = self.history.gather(rows, self.history_config.long_len)
         # Trim the all-padding tail shared by the whole batch (keep >= 1 column).
@@ -125,12 +153,9 @@ class _Store:
             "label": torch.from_numpy(self.label[rows].astype(np.float32)),
             "user_id": torch.from_numpy(self.user_id[rows]),
             "session_id": torch.from_numpy(self.session_id[rows]),
-            "doc_index": torch.from_numpy(doc),
+            **self.documents(doc),
             "doc_id": torch.from_numpy(self.doc_ids[doc]),
             "is_new_doc": torch.from_numpy(self.is_new_doc[rows]),
-            "doc_tokens": torch.from_numpy(self.docs.ids[doc, :d_width].astype(np.int64)),
-            "doc_types": torch.from_numpy(self.docs.types[doc, :d_width].astype(np.int64)),
-            "doc_mask": torch.from_numpy(self.docs.mask[doc, :d_width]),
             "query_tokens": torch.from_numpy(self.queries.ids[qry, :q_width].astype(np.int64)),
             "query_mask": torch.from_numpy(self.queries.mask[qry, :q_width]),
             "hist_long": torch.from_numpy(long_items),
@@ -140,8 +165,6 @@ class _Store:
             "cat": torch.from_numpy(self.cat[rows]),
             "dense": torch.from_numpy(self.dense[rows]),
         }
-        if self.image_size:
-            out["doc_image"], out["doc_image_mask"] = self._images(doc)
         return out
 
     def _images(self, doc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,6 +329,15 @@ class LemurDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+    def document_dataloader(self, doc_index: np.ndarray | None = None, batch_size: int = 512) -> DataLoader:
+        """Batches of document fields (see ``_Store.documents``) for ``doc_index`` (dense indices;
+        default: every document), in order: what warm-starting or refreshing a memory bank encodes."""
+        if self.store is None:
+            self.setup("fit")
+        docs = np.arange(self.num_docs, dtype=np.int64) if doc_index is None else np.asarray(doc_index, dtype=np.int64)
+        workers = min(self.hparams.num_workers, os.cpu_count() or 1)
+        return DataLoader(_Documents(self.store, docs), batch_size=batch_size, shuffle=False, collate_fn=_first, num_workers=workers)
 
     # ---------------------------------------------------------------- facts for the model
     def describe(self) -> dict:

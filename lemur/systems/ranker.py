@@ -1,16 +1,19 @@
-"""The LightningModule: wires encoders, history decoders, features and backbone; defines the steps.
+"""The LightningModule: wires encoders, memory bank, history decoders, features and backbone.
 
-Data flow of one row (see DESIGN.md)::
+Data flow of one training row (see DESIGN.md)::
 
-    doc fields --doc_encoder--> d ┐
-    query text --query_encoder-> q ├-> feature tokens [B, T, token_dim] --backbone--> logit --> BCE
-    IDs + context --IdFeatures--> ┤            + lambda * SQDC(q, d)
-    history IDs --embed--> items --short/long decoder(global token)--> ┘
+    doc fields --doc_encoder (sampled rows)--> d --write--> memory bank ┐  (other rows: d = bank[doc])
+    query text --query_encoder--------------> q                         ├-> feature tokens [B, T, token_dim]
+    IDs + context --IdFeatures-------------------------------------------┤     --backbone--> logit
+    history IDs --bank read (no grad) | ID embedding--> items            │     --> BCE + lambda * SQDC(q, d)
+         --short/long decoder(global token)--> ; cos(d, items) raw+sorted -┘
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +24,11 @@ from torch import nn
 from lemur.encoders.base import TextEncoder
 from lemur.encoders.document import DocumentEncoder
 from lemur.losses import SQDCLoss
+from lemur.memory.base import MemoryBank
 from lemur.ranking.base import Backbone
 from lemur.ranking.features import FeatureConfig, IdFeatures
 from lemur.sequence.base import SequenceDecoder
+from lemur.sequence.similarity import CosineSimilarityFeatures
 from lemur.systems.base import RankingSystem, _adamw
 
 
@@ -47,6 +52,28 @@ def load_encoders(model: nn.Module, path: str) -> None:
             raise ValueError(f"model.encoder_checkpoint: {path}: '{name}' does not match the recipe's {name} ({err})") from err
 
 
+DOC_KEYS = ("doc_tokens", "doc_types", "doc_mask", "doc_image", "doc_image_mask")
+
+
+@dataclass
+class Sampling:
+    """Which training rows run the document encoder (paper, "Memory bank"; deployed p = q = 0.2).
+
+    Rows outside ``forward`` take their target document's vector from the memory bank (no
+    gradient); a document the bank has never seen is always encoded. Needs a memory bank
+    unless both are 1.
+    """
+
+    forward: float = 1.0
+    """p: share of rows whose target document runs the encoder forward (and is written to the bank)."""
+    backward: float = 1.0
+    """q <= p: share of rows whose encoder forward keeps its graph, so the loss trains the encoder."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.backward <= self.forward <= 1.0:
+            raise ValueError(f"model.sampling: need 0 <= backward <= forward <= 1, got forward={self.forward}, backward={self.backward}")
+
+
 class LemurRanker(RankingSystem):
     """CTR ranker over ID features, optional query/document encoders and history decoders.
 
@@ -57,7 +84,18 @@ class LemurRanker(RankingSystem):
         query_encoder: text encoder of the query, or None (no query token).
         doc_encoder: multimodal document encoder, or None (an ID-only model).
         short_history, long_history: ``SequenceDecoder`` classes built as ``decoder(token_dim)``,
-            or None to drop that sequence.
+            or None to drop that sequence. Their items are the documents' memory-bank vectors
+            (projected to ``token_dim``; never-written entries masked) when ``memory_bank`` is
+            set, else document-ID embeddings.
+        memory_bank: a ``MemoryBank`` of document vectors (``dim`` = ``doc_encoder.out_dim``),
+            written every training step with the freshly encoded target documents, *before*
+            the step's history reads (so a document encoded in this step is read fresh: the
+            paper's dedup join). None = ID histories, no similarity features.
+        similarity: ``CosineSimilarityFeatures`` of the target document vs the long history's
+            bank vectors (raw + sorted), one more feature token. Needs ``memory_bank``.
+        sampling: the p / q row sampling of the document encoder (needs ``memory_bank`` below 1).
+        serve_from_bank: at validation/test/predict, take target documents from the bank
+            (encoding only those never written): the serving path, no document encoder cost.
         sqdc, sqdc_weight: the query-to-document contrastive loss and its weight lambda in
             ``L = BCE + lambda * SQDC`` (a paper gap; 0.1 by default). Needs both encoders.
         stop_gradient: feed the ranker detached query/document vectors, so only SQDC trains
@@ -81,6 +119,10 @@ class LemurRanker(RankingSystem):
         doc_encoder: DocumentEncoder | None = None,
         short_history: Callable[[int], SequenceDecoder] | None = None,
         long_history: Callable[[int], SequenceDecoder] | None = None,
+        memory_bank: MemoryBank | None = None,
+        similarity: CosineSimilarityFeatures | None = None,
+        sampling: Sampling = Sampling(),
+        serve_from_bank: bool = False,
         sqdc: SQDCLoss | None = None,
         sqdc_weight: float = 0.1,
         stop_gradient: bool = False,
@@ -107,8 +149,20 @@ class LemurRanker(RankingSystem):
                     raise ValueError(f"model.{name}_history: decoder out_dim {decoder.out_dim} != features.token_dim {d}")
                 self.histories[name] = decoder
         self.global_token = nn.Linear(d, d) if len(self.histories) else None
-        num_tokens = self.ids.num_tokens + (query_encoder is not None) + (doc_encoder is not None) + len(self.histories)
+        self.memory_bank, self.similarity, self.sampling, self.serve_from_bank = memory_bank, similarity, sampling, serve_from_bank
+        if memory_bank is not None:
+            if doc_encoder is None:
+                raise ValueError("model.memory_bank stores document-encoder vectors: it needs model.doc_encoder")
+            if memory_bank.dim != doc_encoder.out_dim:
+                raise ValueError(f"model.memory_bank.dim={memory_bank.dim} != model.doc_encoder.out_dim={doc_encoder.out_dim}; make them equal")
+        elif similarity is not None or sampling.forward < 1 or sampling.backward < 1 or serve_from_bank:
+            raise ValueError("model.similarity, model.sampling below 1 and model.serve_from_bank read the memory bank: set model.memory_bank")
+        self.history_proj = nn.Linear(memory_bank.dim, d) if memory_bank is not None and len(self.histories) else None
+        self.similarity_proj = nn.Linear(similarity.out_dim, d) if similarity is not None else None
+        num_tokens = (self.ids.num_tokens + (query_encoder is not None) + (doc_encoder is not None) + len(self.histories)
+                      + (similarity is not None))
         self.backbone = backbone(num_tokens, d)
+        self.bank_stats: dict[str, torch.Tensor] = {}
         if sqdc is not None and (query_encoder is None or doc_encoder is None):
             raise ValueError("model.sqdc needs both model.query_encoder and model.doc_encoder")
         if sqdc is not None and query_encoder.out_dim != doc_encoder.out_dim:
@@ -136,14 +190,68 @@ class LemurRanker(RankingSystem):
 
     # ------------------------------------------------------------------ forward
     def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Content vectors of the batch: ``query`` [B, q.out_dim] and ``doc`` [B, d.out_dim] (when present)."""
+        """Content vectors of the batch: ``query`` [B, q.out_dim] and ``doc`` [B, d.out_dim] (when present).
+
+        Each distinct document of the batch is encoded once. With a memory bank, in training
+        only the sampled rows' documents are encoded (``sampling``), at evaluation all of them
+        (or, with ``serve_from_bank``, only those the bank lacks); the rest are bank reads.
+        ``fresh_ids`` / ``fresh_doc`` hold what was encoded, for the bank write.
+        """
         out = {}
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoders):
+        grad = torch.is_grad_enabled() and not self.freeze_encoders
+        with torch.set_grad_enabled(grad):
             if self.query_encoder is not None:
                 out["query"] = self.query_encoder(batch["query_tokens"], batch["query_mask"])
-            if self.doc_encoder is not None:
-                out["doc"] = self.doc_encoder(batch)
+        if self.doc_encoder is not None:
+            out.update(self._encode_documents(batch, grad))
         return out
+
+    def _encode_documents(self, batch: dict[str, torch.Tensor], grad: bool) -> dict[str, torch.Tensor]:
+        index = batch["doc_index"]
+        docs, inverse = torch.unique(index, return_inverse=True)
+        rows = torch.arange(len(index), device=index.device)
+        first = torch.full_like(docs, len(index)).scatter_reduce(0, inverse, rows, reduce="amin")  # a row of each document
+        bank, out = self.memory_bank, {}
+        encode = torch.ones(len(docs), dtype=torch.bool, device=index.device)
+        backward = encode.clone() if grad else torch.zeros_like(encode)
+        if bank is not None:
+            known = bank.written(docs)
+            if self.training:
+                out["bank_hit"] = known.float().mean()  # share of this batch's documents already in the bank
+                order = torch.randperm(len(index), device=index.device)
+                encode = torch.zeros_like(encode)
+                encode[inverse[order[: math.ceil(self.sampling.forward * len(index))]]] = True
+                backward = torch.zeros_like(encode)
+                if grad:
+                    backward[inverse[order[: math.ceil(self.sampling.backward * len(index))]]] = True
+                encode |= ~known  # a document the bank lacks must be encoded
+            elif self.serve_from_bank:
+                encode = ~known
+        vectors = None
+        if bank is not None and (self.training or self.serve_from_bank):
+            vectors = bank.read(docs, dtype=self.doc_proj.weight.dtype)[0]
+        with_grad, without = backward & encode, ~backward & encode
+        parts = []
+        for chosen, enabled in ((with_grad, True), (without, False)):
+            if chosen.any():
+                pick = first[chosen]
+                sub = {k: batch[k][pick] for k in DOC_KEYS if k in batch}
+                with torch.set_grad_enabled(enabled):
+                    parts.append((torch.nonzero(chosen).squeeze(1), self.doc_encoder(sub)))
+        if vectors is None:  # no bank: every document was encoded
+            vectors = torch.zeros(len(docs), self.doc_encoder.out_dim, device=index.device, dtype=parts[0][1].dtype)
+        vectors = vectors.to(parts[0][1].dtype) if parts else vectors
+        for where, fresh in parts:
+            vectors = vectors.index_copy(0, where, fresh)
+        out["doc"] = vectors[inverse]
+        out["fresh_ids"], out["fresh_doc"] = docs[encode], vectors[encode].detach()
+        out["encoded_rows"] = encode[inverse].float().mean()
+        return out
+
+    @torch.no_grad()
+    def document_vectors(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Document-encoder output ``[N, out_dim]`` for a batch of document fields (bank warm start / refresh)."""
+        return self.doc_encoder(batch)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -158,6 +266,22 @@ class LemurRanker(RankingSystem):
             load_encoders(self, self.encoder_checkpoint)
         elif stage == "fit" and self.freeze_encoders:
             rank_zero_warn("model.freeze_encoders is set but model.encoder_checkpoint is not: the frozen encoders keep their random init")
+        num_docs = getattr(getattr(self.trainer, "datamodule", None), "num_docs", None) if self._trainer is not None else None
+        if self.memory_bank is not None and num_docs is not None and num_docs > self.memory_bank.capacity:
+            raise ValueError(f"model.memory_bank.init_args.capacity={self.memory_bank.capacity} is smaller than the dataset's "
+                             f"{num_docs} documents: set it to at least {num_docs}")
+
+    def _history_items(self, batch: dict[str, torch.Tensor], name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(items [B, L, token_dim], mask [B, L], bank vectors [B, L, bank.dim] or None)`` of one history."""
+        ids, mask = batch[f"hist_{name}"], batch[f"hist_{name}_mask"].bool()
+        if self.memory_bank is None:
+            return self.ids.doc_items(ids), mask, None
+        vectors, valid = self.memory_bank.read(ids, dtype=self.doc_proj.weight.dtype, count=self.training)
+        if self.training and mask.any():
+            self.bank_stats[f"coverage_{name}"] = (valid & mask).sum() / mask.sum()
+        mask = mask & valid
+        items = self.history_proj(vectors) if self.history_proj is not None else None
+        return items, mask, vectors
 
     def feature_tokens(self, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]) -> torch.Tensor:
         """All feature tokens of a batch: ``[B, num_tokens, token_dim]``."""
@@ -169,20 +293,32 @@ class LemurRanker(RankingSystem):
         if "doc" in content:
             tokens.append(self.doc_proj(content["doc"])[:, None])
         tokens = torch.cat(tokens, dim=1)
+        histories = {name: self._history_items(batch, name) for name in ("short", "long")
+                     if name in self.histories or (name == "long" and self.similarity is not None)}
+        extra = []
         if len(self.histories):
             query = self.global_token(tokens.mean(1))
-            seq = [dec(query, self.ids.doc_items(batch[f"hist_{name}"]), batch[f"hist_{name}_mask"]) for name, dec in self.histories.items()]
-            tokens = torch.cat([tokens, torch.stack(seq, dim=1)], dim=1)
+            extra += [dec(query, histories[name][0], histories[name][1]) for name, dec in self.histories.items()]
+        if self.similarity is not None:
+            _, mask, vectors = histories["long"]
+            extra.append(self.similarity_proj(self.similarity(content["doc"], vectors, mask)))
+        if extra:
+            tokens = torch.cat([tokens, torch.stack(extra, dim=1)], dim=1)
         return tokens
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """CTR logits ``[B]`` and the content vectors they were computed from."""
+        """CTR logits ``[B]`` and the content vectors they were computed from (no bank write: see training_step)."""
         content = self.encode(batch)
         return self.backbone(self.feature_tokens(batch, content)), content
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits, content = self(batch)
+        content = self.encode(batch)
+        if self.memory_bank is not None:  # write before the history reads: the dedup join
+            written = self.memory_bank.write(content["fresh_ids"], content["fresh_doc"], step=self.global_step)
+            self.bank_stats = {"staleness": written.staleness, "coverage_target": content["bank_hit"],
+                               "encoded_rows": content["encoded_rows"]}
+        logits = self.backbone(self.feature_tokens(batch, content))
         bce = F.binary_cross_entropy_with_logits(logits, batch["label"])
         loss = bce
         if self.sqdc is not None:

@@ -1,0 +1,59 @@
+"""The contract of a memory bank: one embedding per document, filled by training itself."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class WriteStats:
+    """What one ``write`` changed (tensors, so reading them never forces a device sync)."""
+
+    staleness: torch.Tensor
+    """Mean cosine between the fresh embeddings and the entries they replaced (NaN when no
+    written entry was replaced). 1 = the cache was still exact; the paper sees ~0.95."""
+    replaced: torch.Tensor
+    """Entries that were already written and got overwritten."""
+    new: torch.Tensor
+    """Entries written for the first time."""
+
+
+class MemoryBank(nn.Module, abc.ABC):
+    """One ``dim``-vector per document, keyed by the dense document index ``0..capacity-1``.
+
+    * ``read(ids [*]) -> (embeddings [*, dim], valid [*] bool)``: no gradient; entries never
+      written are ``valid = False`` (and zero), so decoders and the similarity module mask them.
+    * ``write(ids [N], embeddings [N, dim], step) -> WriteStats``: detached; a duplicate ID is
+      written once (its last occurrence). Under ``torch.distributed`` an implementation must
+      keep every rank's view consistent (the replicated bank all-gathers the fresh pairs; a
+      sharded one would route each pair to the rank that owns the ID). ``write`` is then a
+      collective: every rank calls it every training step, with N = 0 if it has nothing.
+    * ``written(ids) -> bool``, ``staleness_order(budget, policy)`` for refresh schedules.
+
+    The bank is module state: it is saved in checkpoints and restored on resume.
+    """
+
+    capacity: int
+    dim: int
+
+    @abc.abstractmethod
+    def read(self, ids: torch.Tensor, dtype: torch.dtype | None = None, count: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings and valid mask of ``ids``; ``count`` adds the lookups to the read counters."""
+
+    @abc.abstractmethod
+    def write(self, ids: torch.Tensor, embeddings: torch.Tensor, step: int) -> WriteStats: ...
+
+    @abc.abstractmethod
+    def written(self, ids: torch.Tensor) -> torch.Tensor: ...
+
+    @abc.abstractmethod
+    def refresh_candidates(self, budget: int, policy: str) -> torch.Tensor:
+        """Up to ``budget`` written IDs to re-encode: ``"stalest"`` (oldest write first) or
+        ``"most_read"`` (most history lookups since their last write first). Identical on all ranks."""
+
+    @abc.abstractmethod
+    def num_written(self) -> int: ...
