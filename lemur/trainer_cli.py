@@ -24,8 +24,10 @@ class RecipeToLogger(SaveConfigCallback):
         logger = trainer.logger
         if isinstance(logger, MLFlowLogger):
             logger.experiment.log_text(logger.run_id, text, "recipe.yaml")
-        elif trainer.log_dir is not None:
-            path = Path(trainer.log_dir) / "recipe.yaml"
+        else:
+            # not trainer.log_dir: it is a collective under DDP, and this runs on rank 0 only
+            log_dir = getattr(logger, "log_dir", None) or trainer.default_root_dir
+            path = Path(log_dir) / "recipe.yaml"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
 

@@ -23,9 +23,10 @@ class RunSummary(L.Callback):
         self._start[phase] = time.perf_counter()
         self.phases[phase] = {"rows": 0, "seconds": 0.0}
 
-    def _count(self, phase: str, batch) -> None:
+    def _count(self, trainer, phase: str, batch) -> None:
+        # every rank sees batches of the same size (DistributedSampler), so all ranks together did world_size x
         if phase in self.phases:
-            self.phases[phase]["rows"] += int(batch["label"].shape[0])
+            self.phases[phase]["rows"] += int(batch["label"].shape[0]) * trainer.world_size
 
     def _end(self, trainer: L.Trainer, phase: str) -> None:
         stats = self.phases[phase]
@@ -38,7 +39,7 @@ class RunSummary(L.Callback):
         self._begin("train")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self._count("train", batch)
+        self._count(trainer, "train", batch)
 
     def on_train_end(self, trainer, pl_module):
         self._end(trainer, "train")
@@ -47,7 +48,7 @@ class RunSummary(L.Callback):
         self._begin("test")
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._count("test", batch)
+        self._count(trainer, "test", batch)
 
     def on_test_end(self, trainer, pl_module):
         self._end(trainer, "test")

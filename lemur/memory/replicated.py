@@ -41,7 +41,8 @@ class ReplicatedMemoryBank(MemoryBank):
     """A ``[capacity, dim]`` table on the training device, the same on every rank.
 
     Per entry it keeps ``written`` (bool), ``last_write`` (training step of the last write,
-    -1 = never) and ``reads`` (history lookups since the last write, for refresh schedules).
+    -1 = never) and ``reads`` (history lookups since the last write, for refresh schedules;
+    counted per rank, summed across ranks when a refresh ranks by them).
     Under DDP the fresh ``(id, embedding)`` pairs of all ranks are all-gathered in ``write``
     and applied in rank order, so the tables stay identical without ever broadcasting them.
 
@@ -148,7 +149,10 @@ class ReplicatedMemoryBank(MemoryBank):
             key = self.last_write[ids]
             order = torch.sort(key, stable=True).indices          # oldest write first
         elif policy == "most_read":
-            order = torch.sort(self.reads[ids], descending=True, stable=True).indices
+            reads = self.reads[ids]
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                dist.all_reduce(reads)  # read counters are per rank; the choice must be the same on all
+            order = torch.sort(reads, descending=True, stable=True).indices
         else:
             raise ValueError(f"memory bank refresh policy must be 'stalest' or 'most_read', got {policy!r}")
         return ids[order[:budget]]

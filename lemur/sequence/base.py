@@ -18,6 +18,9 @@ class SequenceDecoder(nn.Module, abc.ABC):
     """
 
     out_dim: int
+    uses_query: bool = True
+    """False for decoders that ignore ``query``: the ranker then builds no global token (whose
+    parameters would otherwise go unused, which DDP rejects)."""
 
     @abc.abstractmethod
     def forward(self, query: torch.Tensor, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor: ...

@@ -14,6 +14,8 @@ class MeanPoolDecoder(SequenceDecoder):
         dim: item size, which is also ``out_dim``.
     """
 
+    uses_query = False
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.out_dim = dim

@@ -148,7 +148,7 @@ class LemurRanker(RankingSystem):
                 if decoder.out_dim != d:
                     raise ValueError(f"model.{name}_history: decoder out_dim {decoder.out_dim} != features.token_dim {d}")
                 self.histories[name] = decoder
-        self.global_token = nn.Linear(d, d) if len(self.histories) else None
+        self.global_token = nn.Linear(d, d) if any(dec.uses_query for dec in self.histories.values()) else None
         self.memory_bank, self.similarity, self.sampling, self.serve_from_bank = memory_bank, similarity, sampling, serve_from_bank
         if memory_bank is not None:
             if doc_encoder is None:
@@ -297,7 +297,7 @@ class LemurRanker(RankingSystem):
                      if name in self.histories or (name == "long" and self.similarity is not None)}
         extra = []
         if len(self.histories):
-            query = self.global_token(tokens.mean(1))
+            query = self.global_token(tokens.mean(1)) if self.global_token is not None else tokens.mean(1)
             extra += [dec(query, histories[name][0], histories[name][1]) for name, dec in self.histories.items()]
         if self.similarity is not None:
             _, mask, vectors = histories["long"]
