@@ -45,7 +45,7 @@ class MemoryBankCallback(L.Callback):
         plot: write ``memory_bank.png`` (curves of the stats) at the end of fit, also to MLflow.
         export: write ``memory_bank.parquet`` (doc_id, written, last_write, embedding) at the end
             of fit, also to MLflow: the serving hook for bank-based scoring.
-        output_dir: where the PNG/Parquet go; default: the trainer's log dir (or its root dir).
+        output_dir: where the PNG/Parquet go; default: the run's folder, next to its checkpoints.
     """
 
     def __init__(
@@ -144,11 +144,19 @@ class MemoryBankCallback(L.Callback):
             self._record(trainer, pl_module, values)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        out = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
+        out = Path(self.output_dir) if self.output_dir else self._run_dir(trainer)
         if self.plot:
             self._save(trainer, self._plot(out / "memory_bank.png"))
         if self.export:
             self._save(trainer, self._export(pl_module, trainer.datamodule, out / "memory_bank.parquet"))
+
+    @staticmethod
+    def _run_dir(trainer: L.Trainer) -> Path:
+        """The run's own folder: next to its checkpoints (runs/<experiment>/<run>/), else the log dir."""
+        ckpt = trainer.checkpoint_callback
+        if ckpt is not None and getattr(ckpt, "dirpath", None):
+            return Path(ckpt.dirpath).parent
+        return Path(trainer.log_dir or trainer.default_root_dir)
 
     # ------------------------------------------------------------------ outputs
     @rank_zero_only

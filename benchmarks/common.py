@@ -1,0 +1,84 @@
+"""Shared helpers of the benchmark scripts: machine description, building a recipe's model, results files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def machine(device: str) -> dict:
+    """Date, host, versions and device: recorded with every result."""
+    import lightning
+    import torch
+
+    info = {"date": date.today().isoformat(), "python": platform.python_version(), "torch": torch.__version__,
+            "lightning": lightning.__version__, "cpu_count": os.cpu_count(), "platform": platform.platform(), "device": device}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def device_label(device: str) -> str:
+    return "cpu" if device == "cpu" else "gpu"
+
+
+def ensure_data(preset: str) -> Path:
+    """LEMUR-Synth ``preset`` under data/, generated if missing."""
+    from lemur.data.synth import PRESETS, generate
+
+    root = REPO / "data" / f"synth-{preset}"
+    if not (root / "events.parquet").exists():
+        generate(PRESETS[preset], root, progress=False)
+    return root
+
+
+def build(recipe: list[str], overrides: list[str]):
+    """(model, datamodule) of a recipe, instantiated by the real CLI (no training)."""
+    from lemur.trainer_cli import LemurCLI
+
+    args = [x for r in recipe for x in ("-c", str(r))] + ["--trainer.logger", "false", *overrides]
+    saved = sys.argv
+    sys.argv = ["lemur"]
+    try:
+        cli = LemurCLI(args=args, run=False)
+    finally:
+        sys.argv = saved
+    cli.datamodule.setup("fit")
+    return cli.model, cli.datamodule
+
+
+def write(name: str, payload: dict, device: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}-{payload['machine']['date']}-{device_label(device)}.json"
+    path.write_text(json.dumps(payload, indent=1))
+    return path
+
+
+class Timer:
+    """Wall time of a block; synchronises CUDA so GPU timings are real."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def __enter__(self):
+        self._sync()
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self._sync()
+        self.seconds = time.perf_counter() - self.start
+
+    def _sync(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()

@@ -1,0 +1,194 @@
+"""What a long multimodal history costs per training step: memory bank vs naive re-encoding vs two-stage.
+
+For each history length L, one training step (forward + backward + optimizer step) of the recipe's
+model is timed on a fixed batch whose short/long histories hold L real documents (all valid):
+
+* ``bank``: the recipe as it is: history vectors are memory-bank reads (LEMUR);
+* ``naive``: every history document runs the document encoder, with gradient, every step (what
+  end-to-end training without a bank would do); stopped once a step exceeds ``--time-cap``;
+* ``two_stage``: encoders frozen, target and history vectors from the bank (precomputed
+  embeddings); no SQDC.
+
+Each (variant, L) runs in its own subprocess so its peak memory (RSS on CPU, allocated on GPU) is
+its own. Writes ``results/history-cost-<date>-<device>.json`` + ``.csv`` + ``.png``.
+
+    python benchmarks/history_cost.py                      # CPU, recipes/lemur.yaml, L in 0 16 64 256 1000
+    python benchmarks/history_cost.py --device cuda --precision bf16-mixed
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, RESULTS, Timer, build, device_label, ensure_data, machine, write  # noqa: E402
+
+VARIANTS = {
+    "bank": [],
+    "naive": [],
+    "two_stage": ["--model.init_args.freeze_encoders", "true", "--model.init_args.sqdc", "null",
+                  "--model.init_args.sampling.forward", "0.0", "--model.init_args.sampling.backward", "0.0"],
+}
+
+
+def naive_history(model, store):
+    """Replace the bank read of ``model`` by encoding every history document (with gradient)."""
+    import torch
+
+    read = model._history_items
+
+    def history_items(batch, name):
+        ids, mask = batch[f"hist_{name}"], batch[f"hist_{name}_mask"].bool()
+        if ids.numel() == 0:
+            return read(batch, name)
+        uniq, inverse = torch.unique(ids, return_inverse=True)
+        docs = {k: v.to(ids.device) for k, v in store.documents(uniq.cpu().numpy()).items()}
+        vectors = model.doc_encoder(docs)[inverse]  # [B, L, dim], with gradient
+        items = model.history_proj(vectors) if model.history_proj is not None else None
+        return items, mask, vectors
+
+    model._history_items = history_items
+
+
+def one(args) -> dict:
+    """Time one (variant, L) in this process; print the result as JSON."""
+    import numpy as np
+    import torch
+
+    warnings.filterwarnings("ignore")
+    torch.manual_seed(0)
+    root = ensure_data(args.preset)
+    model, dm = build(args.recipe, ["--data.init_args.root", str(root), "--data.init_args.batch_size", str(args.batch_size),
+                                    "--data.init_args.num_workers", "0", *VARIANTS[args.variant]])
+    if getattr(model, "memory_bank", None) is None:
+        raise SystemExit(f"{args.recipe}: the model has no memory_bank; this benchmark compares bank histories")
+    device = torch.device(args.device)
+    model.to(device).train()
+    batch = next(iter(dm.train_dataloader()))
+    b, L = len(batch["label"]), args.length
+    rng = np.random.default_rng(0)
+    hist = torch.from_numpy(rng.integers(0, dm.num_docs, size=(b, L)))
+    batch["hist_long"], batch["hist_long_mask"] = hist, torch.ones(b, L, dtype=torch.bool)
+    s = min(dm.history_config.short_len, L)
+    batch["hist_short"], batch["hist_short_mask"] = hist[:, :s].contiguous(), torch.ones(b, s, dtype=torch.bool)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    bank = model.memory_bank
+    bank.write(torch.arange(dm.num_docs, device=device), torch.randn(dm.num_docs, bank.dim, device=device), step=0)  # a warm bank
+    if args.variant == "naive":
+        naive_history(model, dm.store)
+    opt = model.configure_optimizers()
+    opt = opt["optimizer"] if isinstance(opt, dict) else opt
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for i in range(args.warmup + args.steps):
+        with Timer(args.device) as t:
+            with autocast:
+                loss = model.training_step(batch, i)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if i >= args.warmup:
+            times.append(t.seconds)
+        if t.seconds > args.time_cap:
+            break
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
+    result = {"variant": args.variant, "L": L, "batch_size": b, "step_s": float(np.median(times)) if times else None,
+              "steps_timed": len(times), "peak_mib": round(peak, 1), "memory": "cuda allocated" if device.type == "cuda" else "process RSS",
+              "capped": bool(times) is False or times[-1] > args.time_cap}
+    print("RESULT " + json.dumps(result), flush=True)
+    return result
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for variant in VARIANTS:
+        pts = [(r["L"], r["step_s"], r["peak_mib"]) for r in rows if r["variant"] == variant and r.get("step_s")]
+        if pts:
+            xs, ts, ms = zip(*pts)
+            left.plot([max(x, 1) for x in xs], ts, marker="o", label=variant)
+            right.plot([max(x, 1) for x in xs], ms, marker="o", label=variant)
+    left.set(xscale="log", yscale="log", xlabel="history length L (0 plotted at 1)", ylabel="s / training step", title=title)
+    right.set(xscale="log", xlabel="history length L", ylabel="peak MiB", title="peak memory")
+    for ax in (left, right):
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", nargs="+", default=[str(REPO / "recipes/lemur.yaml")])
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[0, 16, 64, 256, 1000])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--time-cap", type=float, default=60.0, help="seconds per step beyond which a variant stops growing L")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        one(args)
+        return
+    rows = []
+    for variant in args.variants:
+        for L in args.lengths:
+            cmd = [sys.executable, __file__, "--variant", variant, "--length", str(L), "--recipe", *args.recipe, "--preset", args.preset,
+                   "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
+                   "--time-cap", str(args.time_cap), "--device", args.device, "--precision", args.precision]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+            row = json.loads(line[7:]) if line else {"variant": variant, "L": L, "error": (done.stderr or done.stdout)[-600:]}
+            rows.append(row)
+            print(f"{variant:>10} L={L:<5} " + (f"{row['step_s']:.3f} s/step, peak {row['peak_mib']:.0f} MiB" if row.get("step_s") else f"failed/capped: {row.get('error', '')[-200:]}"), flush=True)
+            if not row.get("step_s") or row.get("capped"):
+                break  # longer histories only cost more
+    base = {r["variant"]: r["step_s"] for r in rows if r["L"] == 0 and r.get("step_s")}
+    for r in rows:
+        if r.get("step_s") and r["variant"] in base:
+            r["ratio_vs_L0"] = round(r["step_s"] / base[r["variant"]], 3)
+    bank = {r["L"]: r["step_s"] for r in rows if r["variant"] == "bank" and r.get("step_s")}
+    for r in rows:
+        if r["variant"] == "naive" and r.get("step_s") and bank.get(r["L"]):
+            r["ratio_vs_bank"] = round(r["step_s"] / bank[r["L"]], 2)
+    targets = {}
+    if 0 in bank and 1000 in bank:
+        targets["bank L=1000 / bank L=0 (target <= 1.25)"] = round(bank[1000] / bank[0], 3)
+    naive64 = next((r["step_s"] for r in rows if r["variant"] == "naive" and r["L"] == 64 and r.get("step_s")), None)
+    if naive64 and 64 in bank:
+        targets["naive L=64 / bank L=64 (target >= 10)"] = round(naive64 / bank[64], 2)
+    payload = {"benchmark": "history_cost", "machine": machine(args.device), "recipe": args.recipe, "preset": args.preset,
+               "precision": args.precision, "batch_size": args.batch_size, "steps": args.steps, "rows": rows, "targets": targets,
+               "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}
+    path = write("history-cost", payload, args.device)
+    with open(path.with_suffix(".csv"), "w", newline="") as f:
+        keys = ["variant", "L", "batch_size", "step_s", "ratio_vs_L0", "ratio_vs_bank", "peak_mib", "memory", "steps_timed"]
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(r for r in rows if r.get("step_s"))
+    plot(rows, path.with_suffix(".png"), f"training step vs history length ({device_label(args.device)}, batch {args.batch_size})")
+    print(json.dumps(targets, indent=1))
+    print(f"wrote {path} (+ .csv, .png)")
+
+
+if __name__ == "__main__":
+    main()
