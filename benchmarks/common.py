@@ -55,9 +55,9 @@ def build(recipe: list[str], overrides: list[str]):
     return cli.model, cli.datamodule
 
 
-def write(name: str, payload: dict, device: str) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}-{payload['machine']['date']}-{device_label(device)}.json"
+def write(name: str, payload: dict, device: str, out: Path = RESULTS) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}-{payload['machine']['date']}-{device_label(device)}.json"
     path.write_text(json.dumps(payload, indent=1))
     return path
 

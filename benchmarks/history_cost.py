@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--time-cap", type=float, default=60.0, help="seconds per step beyond which a variant stops growing L")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results files")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -179,7 +180,7 @@ def main() -> None:
     payload = {"benchmark": "history_cost", "machine": machine(args.device), "recipe": args.recipe, "preset": args.preset,
                "precision": args.precision, "batch_size": args.batch_size, "steps": args.steps, "rows": rows, "targets": targets,
                "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}
-    path = write("history-cost", payload, args.device)
+    path = write("history-cost", payload, args.device, args.out)
     with open(path.with_suffix(".csv"), "w", newline="") as f:
         keys = ["variant", "L", "batch_size", "step_s", "ratio_vs_L0", "ratio_vs_bank", "peak_mib", "memory", "steps_timed"]
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
