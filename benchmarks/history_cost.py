@@ -44,15 +44,15 @@ def naive_history(model, store):
 
     read = model._history_items
 
-    def history_items(batch, name):
+    def history_items(batch, name, keep=0):
         ids, mask = batch[f"hist_{name}"], batch[f"hist_{name}_mask"].bool()
         if ids.numel() == 0:
-            return read(batch, name)
+            return read(batch, name, keep)
         uniq, inverse = torch.unique(ids, return_inverse=True)
         docs = {k: v.to(ids.device) for k, v in store.documents(uniq.cpu().numpy()).items()}
         vectors = model.doc_encoder(docs)[inverse]  # [B, L, dim], with gradient
         items = model.history_proj(vectors) if model.history_proj is not None else None
-        return items, mask, vectors
+        return items, mask, vectors[:, :keep] if keep else None
 
     model._history_items = history_items
 

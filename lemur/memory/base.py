@@ -44,6 +44,9 @@ class MemoryBank(nn.Module, abc.ABC):
     def read(self, ids: torch.Tensor, dtype: torch.dtype | None = None, count: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings and valid mask of ``ids``; ``count`` adds the lookups to the read counters."""
 
+    def count_reads(self, ids: torch.Tensor, times: torch.Tensor) -> None:
+        """Add ``times[i]`` history lookups to entry ``ids[i]`` (for the ``most_read`` refresh); default: not tracked."""
+
     @abc.abstractmethod
     def write(self, ids: torch.Tensor, embeddings: torch.Tensor, step: int) -> WriteStats: ...
 

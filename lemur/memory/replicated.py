@@ -118,6 +118,10 @@ class ReplicatedMemoryBank(MemoryBank):
         return (emb if dtype is None else emb.to(dtype)), valid
 
     @torch.no_grad()
+    def count_reads(self, ids: torch.Tensor, times: torch.Tensor) -> None:
+        self.reads.index_add_(0, ids.reshape(-1), times.reshape(-1).to(self.reads.dtype))
+
+    @torch.no_grad()
     def written(self, ids: torch.Tensor) -> torch.Tensor:
         return self.written_mask[ids]
 
