@@ -6,11 +6,13 @@ STAMP  := $(VENV)/.installed
 DATA   ?= data/synth-small
 PRESET ?= small
 
-.PHONY: help install test test-fast demo data freeze clean
+.PHONY: help install test test-fast demo data bench fuzz freeze clean
 
 help:
 	@echo "make demo   - set up, generate the built-in data, train + evaluate recipes/lemur.yaml"
 	@echo "make test   - set up, then run the whole test suite"
+	@echo "make bench  - run every benchmark script (benchmarks/results/)"
+	@echo "make fuzz   - run the bad-input sweep and print its table"
 	@echo "make install - only create $(VENV) and install the pinned dependencies"
 
 # The stamp depends on the files that define the environment, so editing them reinstalls.
@@ -34,6 +36,14 @@ test-fast: $(STAMP)
 
 demo: $(STAMP) $(DATA)/events.parquet
 	$(BIN)/lemur fit -c recipes/lemur.yaml --data.init_args.root $(DATA)
+
+# Every benchmark script in one go; results land in benchmarks/results/ (see benchmarks/README.md).
+bench: $(STAMP) $(DATA)/events.parquet
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+
+# The generated bad-input sweep: prints a table of cases tried / rejected / skipped / crashed.
+fuzz: $(STAMP)
+	$(BIN)/python -m lemur.fuzz $(FUZZ_ARGS)
 
 # Regenerate constraints.txt from the current venv after a deliberate upgrade.
 freeze: $(STAMP)
