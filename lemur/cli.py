@@ -7,6 +7,9 @@ shows the resolved recipe. MLflow is the default logger (tracking URI from
 one MLflow run with the params, the metrics and the resolved recipe (``recipe.yaml``).
 
 ``lemur data synth|validate ...`` prepares and checks datasets (see ``lemur data --help``).
+
+``lemur run SUITE.yaml`` runs a suite of recipes x seeds and writes a comparison report
+(see :mod:`lemur.suite` and ``lemur run --help``).
 """
 
 from __future__ import annotations
@@ -77,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args and args[0] == "data":
             return _data_main(args[1:])
+        if args and args[0] == "run":
+            from lemur.suite import main as run_main
+
+            return run_main(args[1:])
         from lemur.trainer_cli import LemurCLI
 
         LemurCLI(args=argv)  # None: LightningCLI reads sys.argv itself

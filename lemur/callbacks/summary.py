@@ -6,18 +6,50 @@ total per phase (rows, seconds, rows/s) next to the final metrics, so this is ke
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
 
 class RunSummary(L.Callback):
-    """Counts rows and wall time of fit and test; ``table()`` renders them with the metrics."""
+    """Counts rows and wall time of fit and test; ``table()`` renders them with the metrics.
 
-    def __init__(self) -> None:
+    Args:
+        metrics_file: optional JSON file (``--summary.metrics_file``) for programs driving the
+            CLI, e.g. ``lemur run``: written when fit starts (``status: running``, the MLflow
+            run and parameter counts) and after each test (``status: tested`` + the test metrics
+            and the throughput of each phase).
+    """
+
+    def __init__(self, metrics_file: str | None = None) -> None:
         self.phases: dict[str, dict[str, float]] = {}
         self._start: dict[str, float] = {}
+        self.metrics_file = metrics_file
+        self._record: dict = {}
+
+    @rank_zero_only
+    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, **fields) -> None:
+        if self.metrics_file is None:
+            return
+        if not self._record:
+            logger = trainer.logger
+            params = sum(p.numel() for p in pl_module.parameters())
+            trainable = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
+            self._record = {"run_id": getattr(logger, "run_id", None),
+                            "experiment_id": getattr(logger, "experiment_id", None),
+                            "params": {"total": params, "trainable": trainable}}
+        self._record.update(fields)
+        path = Path(self.metrics_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self._record, indent=2))
+        tmp.replace(path)  # atomic: a reader never sees half a file
+
+    def on_fit_start(self, trainer, pl_module):
+        self._write(trainer, pl_module, status="running")
 
     def _begin(self, phase: str) -> None:
         self._start[phase] = time.perf_counter()
@@ -52,6 +84,9 @@ class RunSummary(L.Callback):
 
     def on_test_end(self, trainer, pl_module):
         self._end(trainer, "test")
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        self._write(trainer, pl_module, status="tested", metrics=metrics, phases=self.phases,
+                    global_step=trainer.global_step)
 
     def table(self, metrics: dict[str, float]) -> str:
         """A small fixed-width table of the final metrics and the throughput of each phase."""

@@ -23,7 +23,7 @@ from torch import nn
 
 from lemur.encoders.base import TextEncoder
 from lemur.encoders.document import DocumentEncoder
-from lemur.losses import SQDCLoss
+from lemur.losses import CICLoss, SQDCLoss
 from lemur.memory.base import MemoryBank
 from lemur.ranking.base import Backbone
 from lemur.ranking.features import FeatureConfig, IdFeatures
@@ -98,6 +98,9 @@ class LemurRanker(RankingSystem):
             (encoding only those never written): the serving path, no document encoder cost.
         sqdc, sqdc_weight: the query-to-document contrastive loss and its weight lambda in
             ``L = BCE + lambda * SQDC`` (a paper gap; 0.1 by default). Needs both encoders.
+        cic, cic_weight: the content-ID contrastive loss (EM3) between each target document's
+            encoder vector and its ID embedding, added as ``cic_weight * CIC`` (paper Table 5,
+            "+CIC"); its ``content_dim`` = ``doc_encoder.out_dim``, ``id_dim`` = ``features.token_dim``.
         stop_gradient: feed the ranker detached query/document vectors, so only SQDC trains
             the encoders (the paper's "stop-gradient" ablation, Table 5).
         freeze_encoders: keep the encoders fixed (no gradient, eval mode): the second stage of
@@ -125,6 +128,8 @@ class LemurRanker(RankingSystem):
         serve_from_bank: bool = False,
         sqdc: SQDCLoss | None = None,
         sqdc_weight: float = 0.1,
+        cic: CICLoss | None = None,
+        cic_weight: float = 0.1,
         stop_gradient: bool = False,
         freeze_encoders: bool = False,
         encoder_checkpoint: str | None = None,
@@ -171,6 +176,15 @@ class LemurRanker(RankingSystem):
         if sqdc_weight < 0:
             raise ValueError(f"model.sqdc_weight must be >= 0, got {sqdc_weight}")
         self.sqdc, self.sqdc_weight, self.stop_gradient = sqdc, sqdc_weight, stop_gradient
+        if cic is not None:
+            if doc_encoder is None:
+                raise ValueError("model.cic aligns document-encoder vectors with ID embeddings: it needs model.doc_encoder")
+            if (cic.content_dim, cic.id_dim) != (doc_encoder.out_dim, d):
+                raise ValueError(f"model.cic: content_dim={cic.content_dim}, id_dim={cic.id_dim} must equal "
+                                 f"model.doc_encoder.out_dim={doc_encoder.out_dim} and model.features.token_dim={d}")
+            if cic_weight < 0:
+                raise ValueError(f"model.cic_weight must be >= 0, got {cic_weight}")
+        self.cic, self.cic_weight = cic, cic_weight
         for name, value in (("encoder_lr", encoder_lr), ("encoder_weight_decay", encoder_weight_decay)):
             if value is not None and value < 0:
                 raise ValueError(f"model.{name} must be >= 0 or null, got {value}")
@@ -335,6 +349,10 @@ class LemurRanker(RankingSystem):
             sqdc = self.sqdc(content["query"], content["doc"], batch["label"], batch["session_id"], batch["doc_index"])
             loss = bce + self.sqdc_weight * sqdc
             self.log("train/sqdc", sqdc, batch_size=len(logits))
+        if self.cic is not None:  # content vs ID embedding of the same target documents (EM3's CIC)
+            cic = self.cic(content["doc"], self.ids.doc_items(batch["doc_index"]), batch["doc_index"])
+            loss = loss + self.cic_weight * cic
+            self.log("train/cic", cic, batch_size=len(logits))
         self.log("train/bce", bce, batch_size=len(logits))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
         return loss

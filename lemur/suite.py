@@ -1,0 +1,503 @@
+"""``lemur run SUITE.yaml``: several recipes x seeds -> one MLflow experiment + a comparison report.
+
+A suite file (see ``recipes/suites/``) names a base recipe, the variants (each a list of override
+recipes, optional extra CLI arguments, or several *stages* such as pretrain -> rank) and the seeds::
+
+    name: table5_ablations             # MLflow experiment "lemur-<name>" unless `experiment` is set
+    reference: full                    # the row every delta is relative to
+    seeds: [0, 1, 2]
+    base: [recipes/lemur.yaml]         # prepended to every run's recipes
+    args: []                           # appended to every run's command line
+    variants:
+      - name: full
+      - name: no_sqdc
+        recipes: [recipes/ablations/no_sqdc.yaml]
+      - name: two_stage
+        stages:
+          - name: pretrain
+            recipes: [recipes/two_stage/stage1_pretrain.yaml]
+          - name: rank
+            recipes: [recipes/two_stage/stage2_frozen.yaml]
+            checkpoint_from: pretrain  # --model.init_args.encoder_checkpoint <pretrain's last.ckpt>
+
+Every run is a separate ``lemur fit`` process (a failing run cannot take the suite down, and its
+memory is returned), with its own folder ``<out>/<variant>/seed<k>/<stage>/`` holding the command,
+the log, the checkpoints and ``metrics.json`` (written by RunSummary). A run whose
+``metrics.json`` says ``tested`` is finished and is skipped when the suite is started again; an
+interrupted run resumes from its ``last.ckpt`` into the same MLflow run. The report (Markdown,
+CSV, PNG) is written to ``<out>/report.*`` and logged to MLflow as a run of its own.
+
+The suite machinery (ordering, resume, lineage, aggregation) is lemur's own: no library runs a
+list of LightningCLI invocations with resume and a cross-run report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+METRICS = ("auc", "qauc", "gauc")
+
+
+class SuiteError(ValueError):
+    """A bad suite file; the message names the file, the key and the value."""
+
+
+# ---------------------------------------------------------------------------- suite file
+@dataclass
+class Stage:
+    name: str
+    recipes: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    checkpoint_from: str | None = None
+    """Name of an earlier stage whose ``last.ckpt`` is passed as ``checkpoint_arg``."""
+    checkpoint_arg: str = "--model.init_args.encoder_checkpoint"
+
+
+@dataclass
+class Variant:
+    name: str
+    stages: list[Stage]
+    description: str = ""
+
+
+@dataclass
+class Suite:
+    path: Path
+    name: str
+    experiment: str
+    reference: str | None
+    seeds: list[int]
+    base: list[str]
+    args: list[str]
+    variants: list[Variant]
+    description: str = ""
+
+    def runs(self) -> list[tuple[Variant, int, Stage]]:
+        return [(v, seed, st) for seed in self.seeds for v in self.variants for st in v.stages]
+
+
+def _strings(value, where: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+        raise SuiteError(f"{where}: expected a list of strings, got {value!r}")
+    return [str(v) for v in value]
+
+
+def _check_keys(data: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise SuiteError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def load_suite(path: str | Path, root: Path | None = None) -> Suite:
+    """Read and check a suite file. Recipe paths are relative to ``root`` (default: the working directory)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"{path}: no such suite file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SuiteError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise SuiteError(f"{path}: a suite is a YAML mapping with keys name, seeds, base, variants")
+    _check_keys(data, {"name", "description", "experiment", "reference", "seeds", "base", "args", "variants"}, str(path))
+    name = data.get("name") or path.stem
+    if not isinstance(name, str):
+        raise SuiteError(f"{path}: key 'name': expected a string, got {name!r}")
+    seeds = data.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise SuiteError(f"{path}: key 'seeds': expected a non-empty list of integers, got {seeds!r}")
+    base = _strings(data.get("base"), f"{path}: key 'base'")
+    args = _strings(data.get("args"), f"{path}: key 'args'")
+    raw_variants = data.get("variants")
+    if not isinstance(raw_variants, list) or not raw_variants:
+        raise SuiteError(f"{path}: key 'variants': expected a non-empty list, got {raw_variants!r}")
+    variants = []
+    for i, raw in enumerate(raw_variants):
+        where = f"{path}: variants[{i}]"
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
+            raise SuiteError(f"{where}: each variant is a mapping with a string 'name', got {raw!r}")
+        where = f"{path}: variant '{raw['name']}'"
+        _check_keys(raw, {"name", "description", "recipes", "args", "stages"}, where)
+        if "stages" in raw:
+            if "recipes" in raw or "args" in raw:
+                raise SuiteError(f"{where}: give either 'stages' or 'recipes'/'args', not both")
+            if not isinstance(raw["stages"], list) or not raw["stages"]:
+                raise SuiteError(f"{where}: key 'stages': expected a non-empty list, got {raw['stages']!r}")
+            stages = []
+            for j, st in enumerate(raw["stages"]):
+                swhere = f"{where}, stages[{j}]"
+                if not isinstance(st, dict) or not isinstance(st.get("name"), str):
+                    raise SuiteError(f"{swhere}: each stage is a mapping with a string 'name', got {st!r}")
+                _check_keys(st, {"name", "recipes", "args", "checkpoint_from", "checkpoint_arg"}, swhere)
+                frm = st.get("checkpoint_from")
+                if frm is not None and frm not in [s.name for s in stages]:
+                    raise SuiteError(f"{swhere}: key 'checkpoint_from': {frm!r} is not an earlier stage of this variant "
+                                     f"({[s.name for s in stages]})")
+                stage = Stage(st["name"], _strings(st.get("recipes"), f"{swhere}: key 'recipes'"),
+                              _strings(st.get("args"), f"{swhere}: key 'args'"), frm)
+                if "checkpoint_arg" in st:
+                    stage.checkpoint_arg = str(st["checkpoint_arg"])
+                stages.append(stage)
+            if len({s.name for s in stages}) != len(stages):
+                raise SuiteError(f"{where}: stage names must be unique, got {[s.name for s in stages]}")
+        else:
+            stages = [Stage("fit", _strings(raw.get("recipes"), f"{where}: key 'recipes'"), _strings(raw.get("args"), f"{where}: key 'args'"))]
+        variants.append(Variant(raw["name"], stages, str(raw.get("description", ""))))
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise SuiteError(f"{path}: variant names must be unique, got {names}")
+    reference = data.get("reference", names[0])
+    if reference is not None and reference not in names:
+        raise SuiteError(f"{path}: key 'reference': {reference!r} is not one of the variants {names}")
+    root = Path.cwd() if root is None else root
+    for recipe in base + [r for v in variants for s in v.stages for r in s.recipes]:
+        if not (root / recipe).is_file():
+            raise SuiteError(f"{path}: recipe {recipe!r} not found (paths are relative to {root})")
+    return Suite(path, name, str(data.get("experiment") or f"lemur-{name}"), reference, seeds, base, args, variants,
+                 str(data.get("description", "")))
+
+
+# ---------------------------------------------------------------------------- running
+@dataclass
+class Options:
+    out: Path
+    extra_configs: list[str] = field(default_factory=list)
+    extra_args: list[str] = field(default_factory=list)
+    max_steps: int | None = None
+    verbose: bool = False
+    fail_fast: bool = False
+    dry_run: bool = False
+
+
+def run_dir(out: Path, variant: Variant, seed: int, stage: Stage) -> Path:
+    return out / variant.name / f"seed{seed}" / stage.name
+
+
+def read_record(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def build_command(suite: Suite, opts: Options, variant: Variant, seed: int, stage: Stage) -> list[str]:
+    """The ``lemur fit`` command line of one run (``python -m lemur.cli`` so the same interpreter runs it)."""
+    folder = run_dir(opts.out, variant, seed, stage)
+    cmd = [sys.executable, "-m", "lemur.cli", "fit"]
+    for recipe in suite.base + stage.recipes + opts.extra_configs:
+        cmd += ["-c", recipe]
+    cmd += suite.args + stage.args
+    if opts.max_steps is not None:
+        cmd += ["--trainer.max_steps", str(opts.max_steps), "--trainer.max_epochs", "1",
+                "--trainer.val_check_interval", str(opts.max_steps), "--trainer.limit_val_batches", "2",
+                "--trainer.limit_test_batches", "2"]
+    tags = {"suite": suite.name, "variant": variant.name, "seed": str(seed), "stage": stage.name}
+    if stage.checkpoint_from is not None:
+        parent = run_dir(opts.out, variant, seed, next(s for s in variant.stages if s.name == stage.checkpoint_from))
+        checkpoint = parent / "checkpoints" / "last.ckpt"
+        cmd += [stage.checkpoint_arg, str(checkpoint)]
+        tags["lineage.upstream_checkpoint"] = str(checkpoint)
+        upstream = read_record(parent).get("run_id")
+        if upstream:
+            tags["lineage.upstream_run_id"] = upstream
+            tags["lineage.upstream_stage"] = stage.checkpoint_from
+    run_name = f"{variant.name}/seed{seed}" + (f"/{stage.name}" if len(variant.stages) > 1 else "")
+    cmd += ["--seed_everything", str(seed),
+            "--trainer.logger.init_args.experiment_name", suite.experiment,
+            "--trainer.logger.init_args.run_name", run_name,
+            "--trainer.logger.init_args.tags", json.dumps(tags),
+            "--checkpoint.dirpath", str(folder / "checkpoints"),
+            "--summary.metrics_file", str(folder / "metrics.json")]
+    cmd += opts.extra_args
+    # An interrupted run resumes: same MLflow run, Lightning restores from its last checkpoint.
+    record = read_record(folder)
+    if record.get("run_id"):
+        cmd += ["--trainer.logger.init_args.run_id", record["run_id"]]
+    last = folder / "checkpoints" / "last.ckpt"
+    if last.exists():
+        cmd += ["--ckpt_path", str(last)]
+    return cmd
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
+def run_suite(suite: Suite, opts: Options) -> dict:
+    """Run every unfinished (variant, seed, stage) in order; return ``{"done", "skipped", "failed"}`` lists."""
+    runs = suite.runs()
+    status = {"done": [], "skipped": [], "failed": []}
+    failed_keys: set[tuple[str, int]] = set()
+    opts.out.mkdir(parents=True, exist_ok=True)
+    width = len(str(len(runs)))
+    for i, (variant, seed, stage) in enumerate(runs, 1):
+        folder = run_dir(opts.out, variant, seed, stage)
+        label = f"[{i:>{width}}/{len(runs)}] {variant.name} seed={seed}" + (f" stage={stage.name}" if len(variant.stages) > 1 else "")
+        key = (variant.name, seed)
+        if read_record(folder).get("status") == "tested":
+            print(f"{label}: finished earlier, skipped ({folder})", flush=True)
+            status["skipped"].append(str(folder))
+            continue
+        if key in failed_keys:
+            print(f"{label}: skipped, an earlier stage failed", flush=True)
+            status["failed"].append(str(folder))
+            continue
+        cmd = build_command(suite, opts, variant, seed, stage)
+        if opts.dry_run:
+            print(f"{label}: {shlex.join(cmd)}", flush=True)
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "command.txt").write_text(shlex.join(cmd) + "\n")
+        resumed = " (resuming)" if "--ckpt_path" in cmd or "--trainer.logger.init_args.run_id" in cmd else ""
+        print(f"{label}: running{resumed}, log {folder / 'log.txt'}", flush=True)
+        start = time.perf_counter()
+        with open(folder / "log.txt", "a") as log:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            for line in proc.stdout:
+                log.write(line)
+                if opts.verbose:
+                    sys.stdout.write(line)
+            code = proc.wait()
+        took = _fmt_seconds(time.perf_counter() - start)
+        record = read_record(folder)
+        if code != 0 or record.get("status") != "tested":
+            tail = (folder / "log.txt").read_text().splitlines()[-15:]
+            print(f"{label}: FAILED (exit {code}) after {took}; last lines of {folder / 'log.txt'}:\n    " + "\n    ".join(tail), flush=True)
+            status["failed"].append(str(folder))
+            failed_keys.add(key)
+            if opts.fail_fast:
+                break
+            continue
+        shown = ", ".join(f"{m.upper()} {record['metrics'][f'test/{m}']:.4f}" for m in METRICS if f"test/{m}" in record.get("metrics", {}))
+        print(f"{label}: done in {took}: {shown}", flush=True)
+        status["done"].append(str(folder))
+    return status
+
+
+# ---------------------------------------------------------------------------- report
+def collect(suite: Suite, out: Path) -> list[dict]:
+    """One row per variant: per-seed test metrics of its last stage, aggregated (mean, sample std)."""
+    rows = []
+    for variant in suite.variants:
+        final = variant.stages[-1]
+        records = {seed: read_record(run_dir(out, variant, seed, final)) for seed in suite.seeds}
+        records = {s: r for s, r in records.items() if r.get("status") == "tested"}
+        row = {"variant": variant.name, "runs": len(records), "seeds": sorted(records)}
+        for m in METRICS:
+            values = [r["metrics"][f"test/{m}"] for r in records.values() if f"test/{m}" in r.get("metrics", {})]
+            row[m] = values
+            row[f"{m}_mean"] = statistics.fmean(values) if values else math.nan
+            row[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else math.nan
+        for kind in ("total", "trainable"):
+            counts = [r.get("params", {}).get(kind) for r in records.values()]
+            row["params" if kind == "total" else "trainable_params"] = counts[0] if counts and counts[0] is not None else None
+        rates = [r.get("phases", {}).get("train", {}).get("rows_per_s") for r in records.values()]
+        rates = [x for x in rates if x]
+        row["train_rows_per_s"] = statistics.fmean(rates) if rates else math.nan
+        row["run_ids"] = [r.get("run_id") for r in records.values()]
+        rows.append(row)
+    ref = next((r for r in rows if r["variant"] == suite.reference), None)
+    for row in rows:
+        for m in METRICS:
+            base = ref[f"{m}_mean"] if ref else math.nan
+            row[f"{m}_delta_pct"] = (row[f"{m}_mean"] - base) / base * 100 if base and not math.isnan(base) else math.nan
+    return rows
+
+
+def _pm(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.4f} ± {std:.4f}" if not math.isnan(std) else f"{mean:.4f}"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x:+.2f}%"
+
+
+def render_markdown(suite: Suite, rows: list[dict], machine: str) -> str:
+    lines = [f"# Suite `{suite.name}`", ""]
+    if suite.description:
+        lines += [suite.description.strip(), ""]
+    lines += [f"Suite file: `{suite.path}`; MLflow experiment `{suite.experiment}`; seeds {suite.seeds}; "
+              f"reference row `{suite.reference}`; {machine}.",
+              "Test-day metrics of each run's best checkpoint (of the last stage); mean ± sample std over seeds; "
+              "Δ = relative change of the mean vs the reference row (as the paper reports); "
+              "train rows/s of the last stage, comparable only within one report (same machine, same session).", ""]
+    head = "| variant | runs | AUC | ΔAUC | QAUC | ΔQAUC | GAUC | ΔGAUC | params (trainable) | train rows/s |"
+    lines += [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        params = f"{r['params'] / 1e6:.2f}M ({r['trainable_params'] / 1e6:.2f}M)" if r["params"] and r["trainable_params"] is not None else "n/a"
+        rate = "n/a" if math.isnan(r["train_rows_per_s"]) else f"{r['train_rows_per_s']:.0f}"
+        lines.append(f"| {r['variant']} | {r['runs']} | {_pm(r['auc_mean'], r['auc_std'])} | {_pct(r['auc_delta_pct'])} | "
+                     f"{_pm(r['qauc_mean'], r['qauc_std'])} | {_pct(r['qauc_delta_pct'])} | "
+                     f"{_pm(r['gauc_mean'], r['gauc_std'])} | {_pct(r['gauc_delta_pct'])} | {params} | {rate} |")
+    variants = {v.name: v for v in suite.variants}
+    lines += ["", "Recipes per variant (after the base " + ", ".join(f"`{b}`" for b in suite.base) + "):", ""]
+    for r in rows:
+        v = variants[r["variant"]]
+        parts = []
+        for st in v.stages:
+            text = " ".join([f"`-c {x}`" for x in st.recipes] + [f"`{shlex.join(st.args)}`"] * bool(st.args)) or "(base only)"
+            parts.append((f"{st.name}: " if len(v.stages) > 1 else "") + text)
+        lines.append(f"- **{r['variant']}**: " + "; ".join(parts) + (f" -- {v.description}" if v.description else ""))
+    return "\n".join(lines) + "\n"
+
+
+def write_report(suite: Suite, out: Path, prefix: Path | None = None, log_to_mlflow: bool = True) -> dict[str, Path]:
+    """Write ``<prefix>.md/.csv/.png`` (default ``<out>/report``) and log them to MLflow."""
+    import platform
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    rows = collect(suite, out)
+    prefix = Path(prefix) if prefix is not None else out / "report"
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}"
+    paths = {"md": prefix.with_suffix(".md"), "csv": prefix.with_suffix(".csv"), "png": prefix.with_suffix(".png")}
+    paths["md"].write_text(render_markdown(suite, rows, machine))
+    columns = ["variant", "runs"] + [f"{m}_{k}" for m in METRICS for k in ("mean", "std", "delta_pct")] + ["params", "trainable_params", "train_rows_per_s"]
+    table = pa.table({c: [r[c] for r in rows] for c in columns} | {"seeds": [" ".join(map(str, r["seeds"])) for r in rows],
+                                                                   "run_ids": [" ".join(x or "" for x in r["run_ids"]) for r in rows]})
+    pacsv.write_csv(table, paths["csv"])
+    _plot(suite, rows, paths["png"])
+    if log_to_mlflow:
+        _log_report(suite, out, paths)
+    return paths
+
+
+def _plot(suite: Suite, rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["variant"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.2 * len(rows) + 4), 4.2))
+    for ax, m in zip(axes, ("auc", "qauc")):
+        means = [r[f"{m}_mean"] for r in rows]
+        stds = [0.0 if math.isnan(r[f"{m}_std"]) else r[f"{m}_std"] for r in rows]
+        colors = ["tab:orange" if n == suite.reference else "tab:blue" for n in names]
+        ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
+        finite = [x for x in means if not math.isnan(x)]
+        if finite:
+            lo, hi = min(finite), max(finite)
+            pad = max(max(stds, default=0) * 2, (hi - lo) * 0.3, 0.002)
+            ax.set_ylim(lo - pad, hi + pad)
+        ax.set_xticks(range(len(rows)), names, rotation=30, ha="right")
+        ax.set_title(f"test {m.upper()} (mean ± std over seeds)")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"suite {suite.name} (orange: reference {suite.reference})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _log_report(suite: Suite, out: Path, paths: dict[str, Path]) -> None:
+    """Log the report as its own MLflow run (tag ``kind=report``), reusing it when the suite is re-run."""
+    try:
+        from mlflow.tracking import MlflowClient
+
+        from lemur.cli import tracking_uri
+
+        client = MlflowClient(tracking_uri())
+        exp = client.get_experiment_by_name(suite.experiment)
+        exp_id = exp.experiment_id if exp is not None else client.create_experiment(suite.experiment)
+        state = out / "report_run.json"
+        run_id = json.loads(state.read_text())["run_id"] if state.exists() else None
+        if run_id is None:
+            run = client.create_run(exp_id, run_name=f"{suite.name} report", tags={"suite": suite.name, "kind": "report"})
+            run_id = run.info.run_id
+            state.write_text(json.dumps({"run_id": run_id}))
+        for p in paths.values():
+            client.log_artifact(run_id, str(p), artifact_path="report")
+        client.set_terminated(run_id)
+        print(f"report logged to MLflow run {run_id} (experiment '{suite.experiment}', {tracking_uri()})", flush=True)
+    except Exception as err:  # the report files exist; MLflow being unavailable must not lose them
+        print(f"warning: could not log the report to MLflow ({type(err).__name__}: {err}); the files are in {out}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------- CLI
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lemur run",
+        description="Run a suite of recipes x seeds (recipes/suites/*.yaml) as separate `lemur fit` runs in one MLflow "
+                    "experiment, resuming a half-done suite, and write a comparison report (Markdown, CSV, PNG).",
+        epilog="Any other --key value after the suite is passed to every `lemur fit`, e.g. --trainer.max_epochs 1. "
+               "Smoke test of a whole suite: lemur run SUITE --config recipes/tiny.yaml --seeds 0 --out outputs/smoke")
+    parser.add_argument("suite", help="suite YAML file, e.g. recipes/suites/table3_two_stage_vs_e2e.yaml")
+    parser.add_argument("--out", help="folder for the runs and the report (default: outputs/suites/<suite name>)")
+    parser.add_argument("--seeds", help="comma-separated seeds replacing the suite's, e.g. 0 or 0,1")
+    parser.add_argument("--only", help="comma-separated variant names to run (the report still covers all)")
+    parser.add_argument("--config", action="append", default=[], metavar="YAML",
+                        help="extra override recipe appended to every run, e.g. recipes/tiny.yaml (repeatable)")
+    parser.add_argument("--data", help="dataset folder for every run (--data.init_args.root)")
+    parser.add_argument("--max-steps", type=int, help="smoke test: stop each run after N steps, validate/test on 2 batches")
+    parser.add_argument("--report", help="path prefix of the report files (default: <out>/report)")
+    parser.add_argument("--report-only", action="store_true", help="do not run anything; rebuild the report from finished runs")
+    parser.add_argument("--dry-run", action="store_true", help="print the command of every unfinished run and exit")
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
+    parser.add_argument("-v", "--verbose", action="store_true", help="stream every run's output (it always goes to its log.txt)")
+    args, extra = parser.parse_known_args(argv)
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    bad = [a for a in extra if a.startswith("-") and not a.startswith("--")]
+    if bad:
+        parser.error(f"unknown option(s) {bad}; arguments starting with -- after the suite go to every `lemur fit`")
+    try:
+        suite = load_suite(args.suite)
+        if args.seeds:
+            try:
+                suite.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+            except ValueError:
+                parser.error(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
+        if args.only:
+            names = [n.strip() for n in args.only.split(",") if n.strip()]
+            unknown = [n for n in names if n not in {v.name for v in suite.variants}]
+            if unknown:
+                parser.error(f"--only: unknown variant(s) {unknown}; the suite has {[v.name for v in suite.variants]}")
+        for cfg in args.config:
+            if not Path(cfg).is_file():
+                parser.error(f"--config: no such file {cfg!r}")
+    except SuiteError as err:
+        print(f"lemur run: bad suite: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path("outputs") / "suites" / suite.name
+    extra_args = list(extra) + (["--data.init_args.root", args.data] if args.data else [])
+    opts = Options(out, args.config, extra_args, args.max_steps, args.verbose, args.fail_fast, args.dry_run)
+    status = {"done": [], "skipped": [], "failed": []}
+    if not args.report_only:
+        run_suite_on = suite
+        if args.only:
+            run_suite_on = Suite(**{**suite.__dict__, "variants": [v for v in suite.variants if v.name in names]})
+        total = len(run_suite_on.runs())
+        print(f"suite {suite.name}: {len(run_suite_on.variants)} variants x {len(suite.seeds)} seeds = {total} runs -> {out}", flush=True)
+        status = run_suite(run_suite_on, opts)
+        if args.dry_run:
+            return 0
+    paths = write_report(suite, out, Path(args.report) if args.report else None)
+    print(paths["md"].read_text())
+    print("report: " + ", ".join(str(p) for p in paths.values()))
+    if status["failed"]:
+        print(f"{len(status['failed'])} run(s) failed: " + ", ".join(status["failed"]), file=sys.stderr)
+        return 1
+    return 0
