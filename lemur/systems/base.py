@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.classification import BinaryAUROC
 
@@ -14,13 +17,26 @@ def _adamw(params):
     return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
 
 
+NONFINITE_POLICIES = ("raise", "skip")
+
+
 class RankingSystem(L.LightningModule):
     """Base of the systems: subclasses define ``score(batch) -> [B]`` (higher = more likely
     clicked) and ``training_step``; this class evaluates the scores with AUC, QAUC (per
-    session, uniform mean) and GAUC (per user, row-weighted), and writes predictions."""
+    session, uniform mean) and GAUC (per user, row-weighted), and writes predictions.
 
-    def __init__(self) -> None:
+    ``nonfinite_loss`` says what a training step with a NaN/inf loss (or NaN/inf document
+    vectors about to enter the memory bank) does: ``raise`` stops training with an error naming
+    the step; ``skip`` drops the step (no backward, no optimizer step, no bank write) and
+    counts it in ``train/nonfinite_steps``. Subclasses pass their ``training_step`` tensors
+    through :meth:`finite_or_skip`."""
+
+    def __init__(self, nonfinite_loss: Literal["raise", "skip"] = "raise") -> None:
         super().__init__()
+        if nonfinite_loss not in NONFINITE_POLICIES:
+            raise ValueError(f"model.nonfinite_loss must be one of {list(NONFINITE_POLICIES)}, got {nonfinite_loss!r}")
+        self.nonfinite_loss = nonfinite_loss
+        self.nonfinite_steps = 0
         self.metrics = nn.ModuleDict({
             split: nn.ModuleDict({"auc": BinaryAUROC(), "qauc": GroupedAUC(weighting="uniform"), "gauc": GroupedAUC(weighting="impressions")})
             for split in ("val", "test")
@@ -28,6 +44,26 @@ class RankingSystem(L.LightningModule):
 
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
+
+    def finite_or_skip(self, value: torch.Tensor, what: str = "loss") -> bool:
+        """True when ``value`` is all finite. Otherwise apply ``nonfinite_loss``: raise a
+        ``FloatingPointError``, or count the step and return False (the caller returns None,
+        which makes Lightning skip backward and the optimizer step). Costs one device sync."""
+        finite = bool(torch.isfinite(value.detach()).all())
+        if self._trainer is not None and self.trainer.world_size > 1:  # every rank must skip together
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if finite:
+            return True
+        step = self.global_step if self._trainer is not None else 0
+        if self.nonfinite_loss == "raise":
+            raise FloatingPointError(f"non-finite training {what} at global step {step}; stopping (set "
+                                     "model.init_args.nonfinite_loss: skip to skip such steps and count them)")
+        self.nonfinite_steps += 1
+        if self.nonfinite_steps == 1:
+            rank_zero_warn(f"non-finite training {what} at global step {step}: step skipped "
+                           "(model.nonfinite_loss: skip); further skips are counted in train/nonfinite_steps")
+        self.log("train/nonfinite_steps", float(self.nonfinite_steps), on_step=True, on_epoch=False, batch_size=1)
+        return False
 
     def eval_loss(self, scores: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """An optional loss to log on validation/test (None = none)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -24,10 +26,11 @@ class ContrastivePretrainer(RankingSystem):
         query_encoder: TextEncoder,
         doc_encoder: DocumentEncoder,
         sqdc: SQDCLoss = SQDCLoss(),
+        nonfinite_loss: Literal["raise", "skip"] = "raise",
         optimizer: OptimizerCallable = _adamw,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(nonfinite_loss=nonfinite_loss)
         if query_encoder.out_dim != doc_encoder.out_dim:
             raise ValueError(f"model.query_encoder.out_dim={query_encoder.out_dim} != model.doc_encoder.out_dim={doc_encoder.out_dim}")
         self.save_hyperparameters()
@@ -45,7 +48,7 @@ class ContrastivePretrainer(RankingSystem):
         q, d = self.encode(batch)
         loss = self.sqdc(q, d, batch["label"], batch["session_id"], batch["doc_index"])
         self.log("train/sqdc", loss, prog_bar=True, batch_size=len(q))
-        return loss
+        return loss if self.finite_or_skip(loss) else None
 
     def configure_optimizers(self):
         return self.build_optimizers(self.parameters())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -111,6 +112,8 @@ class LemurRanker(RankingSystem):
             parameters (a second optimizer parameter group); None = the optimizer's own.
         compile: ``torch.compile`` the encoders and the backbone (in place; checkpoints keep
             their keys).
+        nonfinite_loss: ``raise`` (default) or ``skip`` a training step whose loss or fresh
+            document vectors are NaN/inf (see ``RankingSystem``; skipped steps are counted).
         optimizer, lr_scheduler: LightningCLI-style callables.
     """
 
@@ -136,10 +139,11 @@ class LemurRanker(RankingSystem):
         encoder_lr: float | None = None,
         encoder_weight_decay: float | None = None,
         compile: bool = False,
+        nonfinite_loss: Literal["raise", "skip"] = "raise",
         optimizer: OptimizerCallable = _adamw,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(nonfinite_loss=nonfinite_loss)
         self.save_hyperparameters()
         d = features.token_dim
         self.ids = IdFeatures(features)
@@ -339,6 +343,8 @@ class LemurRanker(RankingSystem):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         content = self.encode(batch)
         if self.memory_bank is not None:  # write before the history reads: the dedup join
+            if not self.finite_or_skip(content["fresh_doc"], "document vectors"):
+                return None  # never let NaN/inf into the bank
             written = self.memory_bank.write(content["fresh_ids"], content["fresh_doc"], step=self.global_step)
             self.bank_stats = {"staleness": written.staleness, "coverage_target": content["bank_hit"],
                                "encoded_rows": content["encoded_rows"]}
@@ -355,7 +361,7 @@ class LemurRanker(RankingSystem):
             self.log("train/cic", cic, batch_size=len(logits))
         self.log("train/bce", bce, batch_size=len(logits))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
-        return loss
+        return loss if self.finite_or_skip(loss) else None
 
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """CTR logits ``[B]`` (metrics are rank-based; logits avoid ties from a saturated sigmoid)."""
