@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, Timer, build, device_label, ensure_data, machine, write  # noqa: E402
+from common import REPO, RESULTS, Timer, add_threads_arg, build, device_label, ensure_data, machine, set_threads, write  # noqa: E402
 
 VARIANTS = {"none": (1.0, 1.0), "p100_q20": (1.0, 0.2), "p20_q20": (0.2, 0.2), "p10_q10": (0.1, 0.1)}
 PAPER_GFLOPS = {"none": 4303, "p100_q20": 3232, "p20_q20": 2439, "p10_q10": 2262}  # Table 4, per batch of 2,048
@@ -162,7 +162,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results files")
+    add_threads_arg(parser)
     args = parser.parse_args()
+    set_threads(args.threads)
     result = measure(args)
     rows = result["rows"]
     print(f"{'variant':>9} {'p':>4} {'q':>4} {'MFLOPs/row':>10} {'ratio':>6} {'paper':>6} {'s/step':>7} {'t ratio':>7}")

@@ -135,15 +135,17 @@ class ReplicatedMemoryBank(MemoryBank):
             ids, embeddings = all_gather_rows(ids, embeddings)
         self._check(ids)
         uniq, last = last_occurrence(ids)
-        fresh = embeddings[last]
-        was = self.written_mask[uniq]
-        cos = F.cosine_similarity(fresh.float(), self.table[uniq].float(), dim=-1)
+        # index_select / index_copy_ / index_fill_ rather than advanced indexing: ~3x faster on CPU
+        # (benchmarks/bank_ops.py); uniq holds no duplicates, so the result is the same.
+        fresh = embeddings.index_select(0, last)
+        was = self.written_mask.index_select(0, uniq)
+        cos = F.cosine_similarity(fresh.float(), self.table.index_select(0, uniq).float(), dim=-1)
         replaced = was.sum()
         staleness = torch.where(replaced > 0, (cos * was).sum() / replaced.clamp(min=1), torch.full_like(cos[:1].sum(), float("nan")))
-        self.table[uniq] = fresh
-        self.written_mask[uniq] = True
-        self.last_write[uniq] = step
-        self.reads[uniq] = 0
+        self.table.index_copy_(0, uniq, fresh)
+        self.written_mask.index_fill_(0, uniq, True)
+        self.last_write.index_fill_(0, uniq, step)
+        self.reads.index_fill_(0, uniq, 0)
         return WriteStats(staleness=staleness, replaced=replaced, new=len(uniq) - replaced)
 
     @torch.no_grad()
