@@ -1,0 +1,235 @@
+"""`lemur run`: suite files load and every variant's recipe stack instantiates; bad suites fail with
+the file and key; resume and lineage arguments; the report's numbers; one real suite end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+
+from lemur.suite import Options, SuiteError, build_command, collect, load_suite, run_dir, write_report
+
+REPO = Path(__file__).resolve().parents[1]
+SUITES = sorted((REPO / "recipes" / "suites").glob("*.yaml"))
+
+
+def test_the_paper_tables_have_suites() -> None:
+    names = {p.stem for p in SUITES}
+    assert {"table2_ladder", "table3_two_stage_vs_e2e", "table4_sampling", "table5_ablations", "table6_temperature"} <= names
+
+
+@pytest.mark.parametrize("path", SUITES, ids=lambda p: p.stem)
+def test_suite_loads_and_is_self_describing(path: Path) -> None:
+    suite = load_suite(path, root=REPO)
+    assert suite.reference in [v.name for v in suite.variants]
+    assert len(suite.seeds) == 3, "the committed suites report 3 seeds"
+    text = path.read_text()
+    assert text.startswith("#") and "Reproduces:" in text and f"lemur run recipes/suites/{path.name}" in text
+
+
+def _variant_stacks() -> list[tuple[str, list[str]]]:
+    stacks = []
+    for path in SUITES:
+        suite = load_suite(path, root=REPO)
+        for v in suite.variants:
+            for st in v.stages:
+                stacks.append((f"{path.stem}:{v.name}:{st.name}", suite.base + st.recipes, st.args))
+    return stacks
+
+
+@pytest.mark.parametrize("name,recipes,args", _variant_stacks(), ids=[s[0] for s in _variant_stacks()])
+def test_every_variant_instantiates(name: str, recipes: list[str], args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stacked overrides of each variant make a valid model (dimensions agree, classes resolve)."""
+    from lemur.cli import LemurCLI
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lemur"])
+    cli_args = [a for r in recipes for a in ("-c", str(REPO / r))] + ["-c", str(REPO / "recipes/tiny.yaml")] + args
+    cli = LemurCLI(args=[*cli_args, "--trainer.logger", "false"], run=False)
+    assert isinstance(cli.model, L.LightningModule)
+    assert sum(p.numel() for p in cli.model.parameters()) > 0
+
+
+def test_variant_stacks_do_what_their_names_say(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lemur.cli import LemurCLI
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lemur"])
+    suite = load_suite(REPO / "recipes/suites/table2_ladder.yaml", root=REPO)
+    models = {}
+    for v in suite.variants:
+        args = [a for r in suite.base + v.stages[0].recipes for a in ("-c", str(REPO / r))]
+        models[v.name] = LemurCLI(args=[*args, "--trainer.logger", "false"], run=False).model
+    assert type(models["dlrm_mlp"].backbone).__name__ == "MLPBackbone" and not len(models["dlrm_mlp"].histories)
+    assert type(models["rankmixer"].backbone).__name__ == "RankMixerBackbone" and not len(models["rankmixer"].histories)
+    assert set(models["longer"].histories) == {"short", "long"} and models["longer"].doc_encoder is None
+    assert models["lemur_sqdc"].doc_encoder is not None and models["lemur_sqdc"].memory_bank is None
+    assert models["lemur_sqdc"].sqdc is not None
+    assert models["lemur_sqdc_mb"].memory_bank is not None and models["lemur_sqdc_mb"].similarity is not None
+
+
+# ------------------------------------------------------------------------------ bad suites
+BAD = {
+    "unknown_key": ("name: x\nseedz: [0]\nvariants: [{name: a}]\n", "unknown key(s) ['seedz']"),
+    "bad_seeds": ("name: x\nseeds: [zero]\nvariants: [{name: a}]\n", "key 'seeds'"),
+    "no_variants": ("name: x\nseeds: [0]\n", "key 'variants'"),
+    "missing_recipe": ("name: x\nvariants: [{name: a, recipes: [recipes/nope.yaml]}]\n", "recipe 'recipes/nope.yaml' not found"),
+    "bad_reference": ("name: x\nreference: b\nvariants: [{name: a}]\n", "key 'reference': 'b'"),
+    "duplicate_variant": ("name: x\nvariants: [{name: a}, {name: a}]\n", "variant names must be unique"),
+    "late_checkpoint": ("name: x\nvariants: [{name: a, stages: [{name: s1, checkpoint_from: s2}, {name: s2}]}]\n",
+                        "key 'checkpoint_from': 's2' is not an earlier stage"),
+    "variant_typo": ("name: x\nvariants: [{name: a, recipe: [recipes/lemur.yaml]}]\n", "variant 'a': unknown key(s) ['recipe']"),
+    "not_yaml": ("name: [x\n", "not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_suite_names_file_and_key(case: str, tmp_path: Path) -> None:
+    text, expected = BAD[case]
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(text)
+    with pytest.raises(SuiteError) as err:
+        load_suite(path, root=REPO)
+    assert str(path) in str(err.value) and expected in str(err.value)
+
+
+def test_cli_reports_a_bad_suite_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD["unknown_key"][0])
+    done = subprocess.run([sys.executable, "-m", "lemur.cli", "run", str(path)], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 2
+    assert "lemur run: bad suite" in done.stderr and "seedz" in done.stderr and "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------------------ commands, resume, lineage
+TWO_STAGE = """name: t
+seeds: [3]
+base: [recipes/lemur.yaml]
+variants:
+  - name: two_stage
+    stages:
+      - {name: pretrain, recipes: [recipes/two_stage/stage1_pretrain.yaml]}
+      - {name: rank, recipes: [recipes/two_stage/stage2_frozen.yaml], checkpoint_from: pretrain}
+"""
+
+
+def test_commands_carry_seed_tags_lineage_and_resume(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(TWO_STAGE)
+    suite = load_suite(path, root=REPO)
+    opts = Options(out=tmp_path / "out", extra_configs=["recipes/tiny.yaml"])
+    variant = suite.variants[0]
+    pretrain, rank = variant.stages
+    first = build_command(suite, opts, variant, 3, pretrain)
+    assert first[first.index("--seed_everything") + 1] == "3"
+    assert first[-2:] == ["--summary.metrics_file", str(run_dir(opts.out, variant, 3, pretrain) / "metrics.json")]
+    tags = json.loads(first[first.index("--trainer.logger.init_args.tags") + 1])
+    assert tags == {"suite": "t", "variant": "two_stage", "seed": "3", "stage": "pretrain"}
+    assert "--ckpt_path" not in first and "--trainer.logger.init_args.run_id" not in first
+    assert first.index("recipes/tiny.yaml") > first.index("recipes/two_stage/stage1_pretrain.yaml")
+
+    # stage 1 finished: stage 2 gets its last.ckpt and records the lineage
+    up = run_dir(opts.out, variant, 3, pretrain)
+    up.mkdir(parents=True)
+    (up / "metrics.json").write_text(json.dumps({"status": "tested", "run_id": "abc123", "metrics": {}}))
+    second = build_command(suite, opts, variant, 3, rank)
+    assert second[second.index("--model.init_args.encoder_checkpoint") + 1] == str(up / "checkpoints" / "last.ckpt")
+    tags = json.loads(second[second.index("--trainer.logger.init_args.tags") + 1])
+    assert tags["lineage.upstream_run_id"] == "abc123" and tags["lineage.upstream_stage"] == "pretrain"
+
+    # stage 2 was interrupted after a checkpoint: it resumes into the same MLflow run
+    here = run_dir(opts.out, variant, 3, rank)
+    (here / "checkpoints").mkdir(parents=True)
+    (here / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (here / "metrics.json").write_text(json.dumps({"status": "running", "run_id": "def456"}))
+    again = build_command(suite, opts, variant, 3, rank)
+    assert again[again.index("--ckpt_path") + 1] == str(here / "checkpoints" / "last.ckpt")
+    assert again[again.index("--trainer.logger.init_args.run_id") + 1] == "def456"
+
+
+# ------------------------------------------------------------------------------ report numbers
+def _record(folder: Path, auc: float, qauc: float, gauc: float, rate: float = 100.0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.joinpath("metrics.json").write_text(json.dumps({
+        "status": "tested", "run_id": folder.name, "params": {"total": 2_000_000, "trainable": 1_500_000},
+        "metrics": {"test/auc": auc, "test/qauc": qauc, "test/gauc": gauc}, "phases": {"train": {"rows_per_s": rate}}}))
+
+
+def test_report_aggregates_seeds_and_deltas(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: r\nreference: base\nseeds: [0, 1]\nvariants: [{name: base}, {name: other}, {name: missing}]\n")
+    suite = load_suite(path, root=REPO)
+    out = tmp_path / "out"
+    v = {x.name: x for x in suite.variants}
+    _record(run_dir(out, v["base"], 0, v["base"].stages[0]), 0.70, 0.60, 0.50)
+    _record(run_dir(out, v["base"], 1, v["base"].stages[0]), 0.72, 0.62, 0.52)
+    _record(run_dir(out, v["other"], 0, v["other"].stages[0]), 0.77, 0.66, 0.55)
+    run_dir(out, v["other"], 1, v["other"].stages[0]).mkdir(parents=True)  # unfinished: not counted
+    rows = {r["variant"]: r for r in collect(suite, out)}
+    assert rows["base"]["runs"] == 2 and rows["base"]["auc_mean"] == pytest.approx(0.71)
+    assert rows["base"]["auc_std"] == pytest.approx(0.0141421, rel=1e-4)  # sample std of 0.70, 0.72
+    assert rows["base"]["qauc_delta_pct"] == pytest.approx(0.0)
+    assert rows["other"]["runs"] == 1 and math.isnan(rows["other"]["auc_std"])
+    assert rows["other"]["qauc_delta_pct"] == pytest.approx((0.66 - 0.61) / 0.61 * 100)
+    assert rows["missing"]["runs"] == 0 and math.isnan(rows["missing"]["auc_mean"])
+
+    paths = write_report(suite, out, log_to_mlflow=False)
+    md = paths["md"].read_text()
+    assert "| base | 2 | 0.7100 ± 0.0141 | +0.00% | 0.6100 ± 0.0141 |" in md
+    assert "| other | 1 | 0.7700 | +8.45% | 0.6600 | +8.20% |" in md
+    assert "2.00M (1.50M)" in md
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(paths["csv"])
+    assert table.column("variant").to_pylist() == ["base", "other", "missing"]
+    assert table.column("qauc_mean").to_pylist()[:2] == pytest.approx([0.61, 0.66])
+    assert paths["png"].stat().st_size > 5_000
+
+
+# ------------------------------------------------------------------------------ end to end
+@pytest.mark.slow
+def test_table3_suite_end_to_end_and_resume(tmp_path: Path) -> None:
+    """The real Table 3 suite (two-stage hand-off included) on `tiny`, 1 seed, 2 steps per run; run again: nothing reruns."""
+    from mlflow.tracking import MlflowClient
+
+    from lemur.data.synth import PRESETS, generate
+
+    generate(PRESETS["tiny"], tmp_path / "tiny")
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    out = tmp_path / "suite"
+    cmd = [sys.executable, "-m", "lemur.cli", "run", "recipes/suites/table3_two_stage_vs_e2e.yaml", "--config", "recipes/tiny.yaml",
+           "--seeds", "0", "--max-steps", "2", "--data", str(tmp_path / "tiny"), "--out", str(out),
+           "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "runs")]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for suffix in ("md", "csv", "png"):
+        assert (out / f"report.{suffix}").stat().st_size > 0
+    md = (out / "report.md").read_text()
+    for variant in ("id_only", "two_stage", "end_to_end"):
+        assert f"| {variant} | 1 |" in md
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("lemur-table3_two_stage_vs_e2e")
+    runs = client.search_runs([exp.experiment_id])
+    fits = [r for r in runs if r.data.tags.get("kind") != "report"]
+    assert sorted((r.data.tags["variant"], r.data.tags["stage"]) for r in fits) == [
+        ("end_to_end", "fit"), ("id_only", "fit"), ("two_stage", "pretrain"), ("two_stage", "rank")]
+    by_stage = {r.data.tags["stage"]: r for r in fits if r.data.tags["variant"] == "two_stage"}
+    assert by_stage["rank"].data.tags["lineage.upstream_run_id"] == by_stage["pretrain"].info.run_id
+    assert all("test/qauc" in r.data.metrics for r in fits)
+    report_runs = [r for r in runs if r.data.tags.get("kind") == "report"]
+    assert len(report_runs) == 1
+    assert {a.path for a in client.list_artifacts(report_runs[0].info.run_id, "report")} == {
+        "report/report.md", "report/report.csv", "report/report.png"}
+
+    second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.count("finished earlier, skipped") == 4 and "running" not in second.stdout.replace("(resuming)", "")
+    assert len(client.search_runs([exp.experiment_id])) == len(runs), "a re-run adds no MLflow run"
