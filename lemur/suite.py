@@ -272,8 +272,9 @@ def run_suite(suite: Suite, opts: Options) -> dict:
         with open(folder / "log.txt", "a") as log:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-            for line in proc.stdout:
+            for line in proc.stdout:  # text mode: a progress bar's \r updates arrive as lines too
                 log.write(line)
+                log.flush()
                 if opts.verbose:
                     sys.stdout.write(line)
             code = proc.wait()
