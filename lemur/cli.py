@@ -36,8 +36,21 @@ def __getattr__(name: str):
 
 
 # ---------------------------------------------------------------------------- lemur data
+# Converters of real datasets: each module has COMMAND, HELP, add_arguments(parser) and main(args).
+DATASET_COMMANDS = (
+    "lemur.data.movielens",
+    "lemur.data.adapters.mind",
+    "lemur.data.adapters.microlens",
+    "lemur.data.adapters.kuaisar",
+    "lemur.data.adapters.amazon_reviews",
+)
+
+
 def _data_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="lemur data", description="Prepare and check datasets in lemur's Parquet schema.")
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="lemur data", description="Prepare and check datasets in lemur's Parquet schema "
+                                     "(docs/datasets.md describes the schema and every converter).")
     sub = parser.add_subparsers(dest="command", required=True)
     synth = sub.add_parser("synth", help="generate LEMUR-Synth, the built-in simulated search logs")
     synth.add_argument("--preset", default="small", help="tiny | small | large (default: small)")
@@ -46,7 +59,23 @@ def _data_main(argv: list[str]) -> int:
     synth.add_argument("--force", action="store_true", help="overwrite an existing dataset in --out")
     validate = sub.add_parser("validate", help="check a dataset folder against the schema")
     validate.add_argument("root", help="folder holding docs.parquet and events.parquet")
+    for name in DATASET_COMMANDS:
+        module = importlib.import_module(name)
+        command = sub.add_parser(module.COMMAND, help=module.HELP, description=module.HELP)
+        module.add_arguments(command)
+        command.set_defaults(handler=module.main)
     args = parser.parse_args(argv)
+
+    if getattr(args, "handler", None) is not None:
+        from lemur.data.download import DownloadError
+
+        try:
+            return args.handler(args)
+        except (DownloadError, FileExistsError, ValueError) as err:
+            if type(err).__name__ == "SchemaError":
+                raise  # main() reports bad input data
+            print(f"lemur data {args.command}: {err}", file=sys.stderr)
+            return 1
 
     if args.command == "synth":
         import dataclasses
