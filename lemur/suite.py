@@ -83,6 +83,8 @@ class Suite:
     args: list[str]
     variants: list[Variant]
     description: str = ""
+    flops: bool = False
+    """Count FLOPs per training row of each variant for the report (``lemur.profiling``)."""
 
     def runs(self) -> list[tuple[Variant, int, Stage]]:
         return [(v, seed, st) for seed in self.seeds for v in self.variants for st in v.stages]
@@ -115,7 +117,7 @@ def load_suite(path: str | Path, root: Path | None = None) -> Suite:
         raise SuiteError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: a suite is a YAML mapping with keys name, seeds, base, variants")
-    _check_keys(data, {"name", "description", "experiment", "reference", "seeds", "base", "args", "variants"}, str(path))
+    _check_keys(data, {"name", "description", "experiment", "reference", "seeds", "base", "args", "variants", "flops"}, str(path))
     name = data.get("name") or path.stem
     if not isinstance(name, str):
         raise SuiteError(f"{path}: key 'name': expected a string, got {name!r}")
@@ -171,8 +173,11 @@ def load_suite(path: str | Path, root: Path | None = None) -> Suite:
     for recipe in base + [r for v in variants for s in v.stages for r in s.recipes]:
         if not (root / recipe).is_file():
             raise SuiteError(f"{path}: recipe {recipe!r} not found (paths are relative to {root})")
+    flops = data.get("flops", False)
+    if not isinstance(flops, bool):
+        raise SuiteError(f"{path}: key 'flops': expected true or false, got {flops!r}")
     return Suite(path, name, str(data.get("experiment") or f"lemur-{name}"), reference, seeds, base, args, variants,
-                 str(data.get("description", "")))
+                 str(data.get("description", "")), flops)
 
 
 # ---------------------------------------------------------------------------- running
@@ -294,6 +299,41 @@ def run_suite(suite: Suite, opts: Options) -> dict:
     return status
 
 
+# ---------------------------------------------------------------------------- FLOPs
+def measure_flops(suite: Suite, opts: Options, variant: Variant, steps: int = 3) -> dict:
+    """FLOPs per row of one training step (forward + backward) of the variant's last stage,
+    counted by ``lemur.profiling.count_flops_per_row`` on a real training batch (its bank marked
+    written for the batch's documents, so p/q sampling takes effect); cached in
+    ``<out>/<variant>/flops.json``. Averaged over ``steps`` steps: sampling draws random rows."""
+    cache = opts.out / variant.name / "flops.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    import torch
+
+    from lemur.profiling import count_flops_per_row, count_params
+    from lemur.trainer_cli import LemurCLI
+
+    stage = variant.stages[-1]
+    args = [a for r in suite.base + stage.recipes + opts.extra_configs for a in ("-c", r)] + suite.args + stage.args
+    args += opts.extra_args + ["--trainer.logger", "false", "--data.init_args.num_workers", "0", "--seed_everything", "0"]
+    saved = sys.argv
+    sys.argv = ["lemur"]  # LightningCLI warns about an argv beside args=
+    try:
+        cli = LemurCLI(args=args, run=False)
+    finally:
+        sys.argv = saved
+    torch.manual_seed(0)
+    cli.datamodule.setup("fit")
+    batch = next(iter(cli.datamodule.train_dataloader()))
+    model = cli.model.train()
+    counts = count_flops_per_row(model, batch, steps=steps)
+    result = {"flops_per_row": counts["total"], "forward_per_row": counts["forward"], "batch_rows": counts["rows"],
+              "steps": steps, "params": count_params(model)}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(result, indent=2))
+    return result
+
+
 # ---------------------------------------------------------------------------- report
 def collect(suite: Suite, out: Path) -> list[dict]:
     """One row per variant: per-seed test metrics of its last stage, aggregated (mean, sample std)."""
@@ -315,6 +355,8 @@ def collect(suite: Suite, out: Path) -> list[dict]:
         rates = [x for x in rates if x]
         row["train_rows_per_s"] = statistics.fmean(rates) if rates else math.nan
         row["run_ids"] = [r.get("run_id") for r in records.values()]
+        flops = out / variant.name / "flops.json"
+        row["mflops_per_row"] = json.loads(flops.read_text())["flops_per_row"] / 1e6 if flops.exists() else math.nan
         rows.append(row)
     ref = next((r for r in rows if r["variant"] == suite.reference), None)
     for row in rows:
@@ -342,15 +384,19 @@ def render_markdown(suite: Suite, rows: list[dict], machine: str) -> str:
               f"reference row `{suite.reference}`; {machine}.",
               "Test-day metrics of each run's best checkpoint (of the last stage); mean ± sample std over seeds; "
               "Δ = relative change of the mean vs the reference row (as the paper reports); "
-              "train rows/s of the last stage, comparable only within one report (same machine, same session).", ""]
-    head = "| variant | runs | AUC | ΔAUC | QAUC | ΔQAUC | GAUC | ΔGAUC | params (trainable) | train rows/s |"
-    lines += [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "train rows/s of the last stage, comparable only within one report (same machine, same session)"
+              + ("; train MFLOPs/row: forward + backward of one training step, counted with torch's FlopCounterMode "
+                 "on one real batch (lemur.profiling)" if any(not math.isnan(r["mflops_per_row"]) for r in rows) else "") + ".", ""]
+    show_flops = any(not math.isnan(r["mflops_per_row"]) for r in rows)
+    head = "| variant | runs | AUC | ΔAUC | QAUC | ΔQAUC | GAUC | ΔGAUC | params (trainable) |" + (" train MFLOPs/row |" if show_flops else "") + " train rows/s |"
+    lines += [head, "|---|" + "---:|" * (head.count("|") - 2)]
     for r in rows:
+        flops = ("n/a" if math.isnan(r["mflops_per_row"]) else f"{r['mflops_per_row']:.1f}") + " | " if show_flops else ""
         params = f"{r['params'] / 1e6:.2f}M ({r['trainable_params'] / 1e6:.2f}M)" if r["params"] and r["trainable_params"] is not None else "n/a"
         rate = "n/a" if math.isnan(r["train_rows_per_s"]) else f"{r['train_rows_per_s']:.0f}"
         lines.append(f"| {r['variant']} | {r['runs']} | {_pm(r['auc_mean'], r['auc_std'])} | {_pct(r['auc_delta_pct'])} | "
                      f"{_pm(r['qauc_mean'], r['qauc_std'])} | {_pct(r['qauc_delta_pct'])} | "
-                     f"{_pm(r['gauc_mean'], r['gauc_std'])} | {_pct(r['gauc_delta_pct'])} | {params} | {rate} |")
+                     f"{_pm(r['gauc_mean'], r['gauc_std'])} | {_pct(r['gauc_delta_pct'])} | {params} | {flops}{rate} |")
     variants = {v.name: v for v in suite.variants}
     lines += ["", "Recipes per variant (after the base " + ", ".join(f"`{b}`" for b in suite.base) + "):", ""]
     for r in rows:
@@ -376,7 +422,7 @@ def write_report(suite: Suite, out: Path, prefix: Path | None = None, log_to_mlf
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}"
     paths = {"md": prefix.with_suffix(".md"), "csv": prefix.with_suffix(".csv"), "png": prefix.with_suffix(".png")}
     paths["md"].write_text(render_markdown(suite, rows, machine))
-    columns = ["variant", "runs"] + [f"{m}_{k}" for m in METRICS for k in ("mean", "std", "delta_pct")] + ["params", "trainable_params", "train_rows_per_s"]
+    columns = ["variant", "runs"] + [f"{m}_{k}" for m in METRICS for k in ("mean", "std", "delta_pct")] + ["params", "trainable_params", "mflops_per_row", "train_rows_per_s"]
     table = pa.table({c: [r[c] for r in rows] for c in columns} | {"seeds": [" ".join(map(str, r["seeds"])) for r in rows],
                                                                    "run_ids": [" ".join(x or "" for x in r["run_ids"]) for r in rows]})
     pacsv.write_csv(table, paths["csv"])
@@ -453,6 +499,7 @@ def main(argv: list[str]) -> int:
                         help="extra override recipe appended to every run, e.g. recipes/tiny.yaml (repeatable)")
     parser.add_argument("--data", help="dataset folder for every run (--data.init_args.root)")
     parser.add_argument("--max-steps", type=int, help="smoke test: stop each run after N steps, validate/test on 2 batches")
+    parser.add_argument("--flops", action="store_true", help="count FLOPs per training row of each variant for the report (the suite's `flops: true` does too)")
     parser.add_argument("--report", help="path prefix of the report files (default: <out>/report)")
     parser.add_argument("--report-only", action="store_true", help="do not run anything; rebuild the report from finished runs")
     parser.add_argument("--dry-run", action="store_true", help="print the command of every unfinished run and exit")
@@ -495,6 +542,13 @@ def main(argv: list[str]) -> int:
         status = run_suite(run_suite_on, opts)
         if args.dry_run:
             return 0
+    if (suite.flops or args.flops) and not args.dry_run:
+        for variant in suite.variants:
+            print(f"counting FLOPs per row of {variant.name} ...", flush=True)
+            try:
+                measure_flops(suite, opts, variant)
+            except Exception as err:  # the report still comes out, with n/a
+                print(f"warning: FLOPs of {variant.name} not counted ({type(err).__name__}: {err})", file=sys.stderr)
     paths = write_report(suite, out, Path(args.report) if args.report else None)
     print(paths["md"].read_text())
     print("report: " + ", ".join(str(p) for p in paths.values()))

@@ -233,3 +233,20 @@ def test_table3_suite_end_to_end_and_resume(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("finished earlier, skipped") == 4 and "running" not in second.stdout.replace("(resuming)", "")
     assert len(client.search_runs([exp.experiment_id])) == len(runs), "a re-run adds no MLflow run"
+
+
+def test_flops_per_row_follow_the_sampling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`flops: true` counts a training step's FLOPs per row; fewer encoded rows, fewer FLOPs (cached per variant)."""
+    from lemur.data.synth import PRESETS, generate
+    from lemur.suite import measure_flops
+
+    generate(PRESETS["tiny"], tmp_path / "tiny", progress=False)
+    monkeypatch.chdir(REPO)
+    suite = load_suite(REPO / "recipes/suites/table4_sampling.yaml", root=REPO)
+    assert suite.flops
+    opts = Options(out=tmp_path / "out", extra_configs=["recipes/tiny.yaml"], extra_args=["--data.init_args.root", str(tmp_path / "tiny")])
+    v = {x.name: x for x in suite.variants}
+    full, sampled = measure_flops(suite, opts, v["no_sampling"]), measure_flops(suite, opts, v["p20_q20"])
+    assert full["flops_per_row"] > 1.5 * sampled["flops_per_row"] > 0
+    assert full["params"]["total"] == sampled["params"]["total"]
+    assert json.loads((opts.out / "p20_q20" / "flops.json").read_text()) == sampled
