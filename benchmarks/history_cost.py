@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, Timer, build, device_label, ensure_data, machine, write  # noqa: E402
+from common import REPO, RESULTS, Timer, add_threads_arg, build, device_label, ensure_data, machine, set_threads, write  # noqa: E402
 
 VARIANTS = {
     "bank": [],
@@ -144,9 +144,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results files")
+    add_threads_arg(parser)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    set_threads(args.threads)
     if args.variant:
         one(args)
         return
@@ -156,6 +158,8 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--variant", variant, "--length", str(L), "--recipe", *args.recipe, "--preset", args.preset,
                    "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
                    "--time-cap", str(args.time_cap), "--device", args.device, "--precision", args.precision]
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
             done = subprocess.run(cmd, capture_output=True, text=True)
             line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
             row = json.loads(line[7:]) if line else {"variant": variant, "L": L, "error": (done.stderr or done.stdout)[-600:]}

@@ -1,0 +1,84 @@
+"""Run every benchmark script, one after the other (``make bench``).
+
+Each script runs in its own process with short settings (below), so the whole set takes minutes
+rather than hours on a CPU; ``--quick`` shrinks every script to seconds-long settings on the
+``tiny`` preset (a smoke run: the numbers mean little). ``--device``, ``--precision``,
+``--threads`` and ``--out`` are passed to every script. A failing script does not stop the
+others; the exit status is non-zero if any failed. Also writes
+``results/run-all-<date>-<device>.json``: per script its command, exit status and wall time.
+
+    python benchmarks/run_all.py                          # make bench
+    python benchmarks/run_all.py --quick --only bank_ops throughput
+    python benchmarks/run_all.py --device cuda --precision bf16-mixed
+    make bench BENCH_ARGS="--quick"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, RESULTS, machine, write  # noqa: E402
+
+TINY_MODEL = ["--preset", "tiny"]
+SCRIPTS: dict[str, dict[str, list[str]]] = {
+    "history_cost": {
+        "default": ["--lengths", "0", "64", "1000", "--steps", "3", "--warmup", "1"],
+        "quick": [*TINY_MODEL, "--lengths", "0", "16", "--batch-size", "16", "--steps", "1", "--warmup", "0"],
+    },
+    "sampling_flops": {
+        "default": [],
+        "quick": [*TINY_MODEL, "--batch-size", "32", "--batches", "1", "--flop-steps", "1", "--steps", "1", "--warmup", "0"],
+    },
+    "bank_ops": {
+        "default": [],
+        "quick": ["--catalogs", "100000", "--length", "100", "--repeats", "2"],
+    },
+    "input_pipeline": {
+        "default": [],
+        "quick": [*TINY_MODEL, "--batch-size", "32", "--workers", "0", "1", "--batches", "3", "--steps", "2", "--warmup", "1", "--rounds", "1"],
+    },
+    "throughput": {
+        "default": [],
+        "quick": [*TINY_MODEL, "--batch-sizes", "16", "64", "--steps", "1", "--warmup", "0", "--rounds", "1"],
+    },
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=list(SCRIPTS), help="run only these scripts")
+    parser.add_argument("--quick", action="store_true", help="seconds-long smoke settings on the tiny preset")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads of every script (1 is steadier on a shared CPU)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results files")
+    args = parser.parse_args()
+    runs = []
+    for name in args.only or list(SCRIPTS):
+        cmd = [sys.executable, str(REPO / "benchmarks" / f"{name}.py"), *SCRIPTS[name]["quick" if args.quick else "default"],
+               "--device", args.device, "--precision", args.precision, "--out", str(args.out)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        print(f"=== {name}: {' '.join(cmd[1:])}", flush=True)
+        start = time.perf_counter()
+        rc = subprocess.run(cmd, cwd=REPO).returncode
+        runs.append({"script": name, "returncode": rc, "wall_s": round(time.perf_counter() - start, 1),
+                     "command": "python " + " ".join(str(Path(c).relative_to(REPO)) if c.startswith(str(REPO)) else c for c in cmd[1:])})
+        print(f"=== {name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {runs[-1]['wall_s']:.0f} s", flush=True)
+    payload = {"benchmark": "run_all", "machine": machine(args.device), "quick": args.quick, "runs": runs,
+               "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}
+    path = write("run-all", payload, args.device, args.out)
+    failed = [r["script"] for r in runs if r["returncode"]]
+    print(f"wrote {path}; " + (f"FAILED: {', '.join(failed)}" if failed else f"all {len(runs)} scripts ok"))
+    if failed:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
