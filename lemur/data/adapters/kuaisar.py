@@ -157,7 +157,8 @@ def convert(raw: str | Path, out: str | Path, *, services: tuple[str, ...] = ("s
     docs = pa.table({
         "doc_id": pa.array(doc_ids, pa.int64()),
         "title": pa.array([caption.get(int(d)) or None for d in doc_ids], pa.string()),
-        "cover_text": pa.array([category.get(int(d)) or (item_type_of.get(int(d), "").lower() or None) for d in doc_ids], pa.string()),
+        "cover_text": pa.array([(category.get(int(d)) or None) if int(d) in caption else (item_type_of.get(int(d), "").lower() or None)
+                                for d in doc_ids], pa.string()),
     })
 
     # ---- context features
