@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
+from torchmetrics import SumMetric
 from torchmetrics.classification import BinaryAUROC
 
 from lemur.metrics import GroupedAUC
@@ -39,6 +40,12 @@ class RankingSystem(L.LightningModule):
         self.nonfinite_steps = 0
         self.metrics = nn.ModuleDict({
             split: nn.ModuleDict({"auc": BinaryAUROC(), "qauc": GroupedAUC(weighting="uniform"), "gauc": GroupedAUC(weighting="impressions")})
+            for split in ("val", "test")
+        })
+        # AUC on the rows whose document was published that day (new content: what an ID model
+        # cannot know), logged as <split>/auc_new when those rows hold both labels, and their share.
+        self.new_doc_metrics = nn.ModuleDict({
+            split: nn.ModuleDict({"auc": BinaryAUROC(), "rows": SumMetric(), "new": SumMetric(), "new_pos": SumMetric()})
             for split in ("val", "test")
         })
 
@@ -79,10 +86,25 @@ class RankingSystem(L.LightningModule):
         m["auc"].update(scores, target)
         m["qauc"].update(scores, target, batch["session_id"])
         m["gauc"].update(scores, target, batch["user_id"])
+        if "is_new_doc" in batch:
+            new, n = batch["is_new_doc"].bool(), self.new_doc_metrics[split]
+            n["rows"].update(torch.tensor(float(len(target)), device=scores.device))
+            n["new"].update(new.sum().float())
+            n["new_pos"].update(target[new].sum().float())
+            if new.any():
+                n["auc"].update(scores[new], target[new])
 
     def _eval_epoch_end(self, split: str) -> None:
         for name, metric in self.metrics[split].items():
             self.log(f"{split}/{name}", metric.compute(), prog_bar=name != "gauc")
+            metric.reset()
+        n = self.new_doc_metrics[split]
+        if n["rows"].update_count:
+            rows, new, pos = n["rows"].compute(), n["new"].compute(), n["new_pos"].compute()
+            self.log(f"{split}/new_share", new / rows.clamp(min=1))
+            if 0 < pos < new:  # both labels among new-document rows: their AUC is defined
+                self.log(f"{split}/auc_new", n["auc"].compute())
+        for metric in n.values():
             metric.reset()
 
     def validation_step(self, batch, batch_idx):
