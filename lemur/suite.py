@@ -366,6 +366,66 @@ def collect(suite: Suite, out: Path) -> list[dict]:
     return rows
 
 
+STREAM_METRICS = ("val/auc", "val/qauc", "val/auc_new")
+
+
+def collect_streaming(suite: Suite, out: Path) -> dict[str, dict[int, dict[str, float]]]:
+    """Per variant, per validation day: the mean over seeds of the streaming runs' next-day metrics
+    (``streaming.json`` written by ``StreamingReport``; empty when the suite does not stream)."""
+    per_variant = {}
+    for variant in suite.variants:
+        days: dict[int, dict[str, list[float]]] = {}
+        for seed in suite.seeds:
+            path = run_dir(out, variant, seed, variant.stages[-1]) / "streaming.json"
+            if not path.exists():
+                continue
+            for row in json.loads(path.read_text()):
+                for m in STREAM_METRICS:
+                    if m in row:
+                        days.setdefault(int(row["val_day"]), {}).setdefault(m, []).append(row[m])
+        if days:
+            per_variant[variant.name] = {d: {m: statistics.fmean(v) for m, v in ms.items()} for d, ms in sorted(days.items())}
+    return per_variant
+
+
+def render_streaming(stream: dict[str, dict[int, dict[str, float]]]) -> str:
+    days = sorted({d for v in stream.values() for d in v})
+    names = list(stream)
+    lines = ["", "## Day by day (streaming)", "",
+             "Next-day validation of each streamed day, mean over the seeds that finished: AUC / AUC on rows whose "
+             "document is new that day (`val/auc_new`).", "",
+             "| validation day | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
+    for d in days:
+        cells = []
+        for n in names:
+            row = stream[n].get(d, {})
+            auc, new = row.get("val/auc", math.nan), row.get("val/auc_new", math.nan)
+            cells.append("n/a" if math.isnan(auc) else f"{auc:.4f} / " + ("n/a" if math.isnan(new) else f"{new:.4f}"))
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot_streaming(suite: Suite, stream: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, m in zip(axes, STREAM_METRICS):
+        for name, days in stream.items():
+            xs = [d for d, row in days.items() if m in row]
+            ax.plot(xs, [days[d][m] for d in xs], marker="o", label=name)
+        ax.set(title=f"next-day {m}", xlabel="validation day")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"suite {suite.name}: streaming, mean over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _pm(mean: float, std: float) -> str:
     if math.isnan(mean):
         return "n/a"
@@ -421,12 +481,16 @@ def write_report(suite: Suite, out: Path, prefix: Path | None = None, log_to_mlf
     prefix.parent.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}"
     paths = {"md": prefix.with_suffix(".md"), "csv": prefix.with_suffix(".csv"), "png": prefix.with_suffix(".png")}
-    paths["md"].write_text(render_markdown(suite, rows, machine))
+    stream = collect_streaming(suite, out)
+    paths["md"].write_text(render_markdown(suite, rows, machine) + (render_streaming(stream) if stream else ""))
     columns = ["variant", "runs"] + [f"{m}_{k}" for m in METRICS for k in ("mean", "std", "delta_pct")] + ["params", "trainable_params", "mflops_per_row", "train_rows_per_s"]
     table = pa.table({c: [r[c] for r in rows] for c in columns} | {"seeds": [" ".join(map(str, r["seeds"])) for r in rows],
                                                                    "run_ids": [" ".join(x or "" for x in r["run_ids"]) for r in rows]})
     pacsv.write_csv(table, paths["csv"])
     _plot(suite, rows, paths["png"])
+    if stream:
+        paths["streaming_png"] = prefix.with_name(prefix.name + "-streaming.png")
+        _plot_streaming(suite, stream, paths["streaming_png"])
     if log_to_mlflow:
         _log_report(suite, out, paths)
     return paths
@@ -508,7 +572,14 @@ def main(argv: list[str]) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":
         extra = extra[1:]
-    bad = [a for a in extra if a.startswith("-") and not a.startswith("--")]
+    def _number(text: str) -> bool:
+        try:
+            float(text)
+            return True
+        except ValueError:
+            return False
+
+    bad = [a for a in extra if a.startswith("-") and not a.startswith("--") and not _number(a)]
     if bad:
         parser.error(f"unknown option(s) {bad}; arguments starting with -- after the suite go to every `lemur fit`")
     try:

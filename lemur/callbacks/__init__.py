@@ -2,6 +2,7 @@
 
 from lemur.callbacks.memory_bank import MemoryBankCallback
 from lemur.callbacks.predictions import ParquetPredictionWriter
+from lemur.callbacks.streaming import StreamingReport
 from lemur.callbacks.summary import RunSummary
 
-__all__ = ["MemoryBankCallback", "ParquetPredictionWriter", "RunSummary"]
+__all__ = ["MemoryBankCallback", "ParquetPredictionWriter", "RunSummary", "StreamingReport"]

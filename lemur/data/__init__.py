@@ -2,7 +2,7 @@
 
 from lemur.data.schema import SchemaError, validate_dataset
 
-__all__ = ["LemurDataModule", "HistoryConfig", "TokenizerConfig", "SchemaError", "validate_dataset"]
+__all__ = ["LemurDataModule", "StreamingDataModule", "HistoryConfig", "TokenizerConfig", "SchemaError", "validate_dataset"]
 
 
 def __getattr__(name: str):
@@ -11,6 +11,10 @@ def __getattr__(name: str):
         from lemur.data import datamodule
 
         return getattr(datamodule, name)
+    if name == "StreamingDataModule":
+        from lemur.data.streaming import StreamingDataModule
+
+        return StreamingDataModule
     if name == "TokenizerConfig":
         from lemur.data.tokenize import TokenizerConfig
 
