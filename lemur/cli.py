@@ -113,13 +113,12 @@ def main(argv: list[str] | None = None) -> int:
             from lemur.suite import main as run_main
 
             return run_main(args[1:])
-        from lemur.trainer_cli import LemurCLI
+        from lemur.trainer_cli import run_cli
 
-        LemurCLI(args=argv)  # None: LightningCLI reads sys.argv itself
+        return run_cli(argv)  # None: LightningCLI reads sys.argv itself; bad recipes, interrupts -> exit status
     except SchemaError as err:
         print(f"lemur: bad input data: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

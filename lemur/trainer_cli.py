@@ -1,18 +1,40 @@
-"""LemurCLI: the LightningCLI behind ``lemur fit|validate|test|predict`` (see lemur/cli.py)."""
+"""LemurCLI: the LightningCLI behind ``lemur fit|validate|test|predict`` (see lemur/cli.py).
+
+Reliability (docs/reliability.md): ``last.ckpt`` every ``--checkpoint.last_every_n_train_steps``
+steps and on SIGTERM / Ctrl+C; ``--ckpt_path last`` finds the newest one and continues its MLflow
+run; MLflow failures never stop training (:mod:`lemur.tracking`); a bad recipe or command line
+exits with status 2 and a message naming the key, the value and, when it can, the file and line.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 from pathlib import Path
 
 import lightning as L
+import torch
+from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from lemur.callbacks.predictions import ParquetPredictionWriter
+from lemur.callbacks.resume import RUN_KEY, LemurCheckpoint
 from lemur.callbacks.summary import RunSummary
 from lemur.cli import tracking_uri
 from lemur.data.datamodule import LemurDataModule
+from lemur.data.schema import SchemaError
+
+DEFAULT_LAST_EVERY_N_TRAIN_STEPS = 200
+EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_SIGINT, EXIT_SIGTERM = 2, 3, 130, 143
+
+
+class RecipeError(ValueError):
+    """A recipe or command line that cannot become a run. The message names the key and the
+    value and, when they can be found, the recipe file and line."""
 
 
 class RecipeToLogger(SaveConfigCallback):
@@ -23,7 +45,10 @@ class RecipeToLogger(SaveConfigCallback):
         text = self.parser.dump(self.config, skip_none=False)
         logger = trainer.logger
         if isinstance(logger, MLFlowLogger):
-            logger.experiment.log_text(logger.run_id, text, "recipe.yaml")
+            try:
+                logger.experiment.log_text(logger.run_id, text, "recipe.yaml")
+            except Exception as err:  # noqa: BLE001 - a plain MLFlowLogger may fail: tracking never stops training
+                L.pytorch.utilities.rank_zero_warn(f"could not log recipe.yaml to MLflow ({err}); training goes on")
         else:
             # not trainer.log_dir: it is a collective under DDP, and this runs on rank 0 only
             log_dir = getattr(logger, "log_dir", None) or trainer.default_root_dir
@@ -32,11 +57,147 @@ class RecipeToLogger(SaveConfigCallback):
             path.write_text(text)
 
 
+# ---------------------------------------------------------------------------- checkpoints
+def find_last_checkpoint(default_root_dir: str | Path, dirpath: str | Path | None = None) -> Path | None:
+    """The newest ``last*.ckpt``: in ``dirpath`` when set, else under ``default_root_dir`` in lemur's
+    layouts (``<root>/<experiment>/<run>/checkpoints/`` with MLflow, ``<root>/checkpoints/`` without)."""
+    if dirpath:
+        candidates = list(Path(dirpath).glob("last*.ckpt"))
+    else:
+        root = Path(default_root_dir)
+        candidates = list(root.glob("checkpoints/last*.ckpt")) + list(root.glob("*/*/checkpoints/last*.ckpt"))
+    candidates = [c for c in candidates if c.is_file()]
+    return max(candidates, key=lambda c: c.stat().st_mtime) if candidates else None
+
+
+def checkpoint_run(path: Path) -> dict:
+    """The MLflow run recorded in a checkpoint by LemurCheckpoint (``{}`` if none); memory-mapped, so cheap."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001
+        raise RecipeError(f"--ckpt_path {path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    return {"global_step": ckpt.get("global_step"), **(ckpt.get(RUN_KEY) or {})}
+
+
+# ---------------------------------------------------------------------------- error messages
+_NOISE = re.compile(r"^\s*(- )?(Given value type:|Given value:|Subtypes:|Expected a <class 'NoneType'>|"
+                    r"Does not validate against any of the Union subtypes|Errors:)")
+
+
+def _config_files(argv: list[str]) -> list[str]:
+    files = []
+    for i, arg in enumerate(argv):
+        if arg in ("-c", "--config") and i + 1 < len(argv):
+            files.append(argv[i + 1])
+        elif arg.startswith("--config="):
+            files.append(arg.split("=", 1)[1])
+    return files
+
+
+def _flatten_yaml(text: str) -> list[tuple[str, str, int]]:
+    """``(dotted key without init_args, scalar value, line)`` of every scalar in a YAML document."""
+    import yaml
+
+    out: list[tuple[str, str, int]] = []
+
+    def walk(node, path: list[str]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = str(key.value)
+                walk(value, path if name == "init_args" else path + [name])
+                if not isinstance(value, (yaml.MappingNode, yaml.SequenceNode)):
+                    continue
+                out.append((".".join(path + [name]), "", key.start_mark.line + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                walk(item, path)
+        elif isinstance(node, yaml.ScalarNode):
+            out.append((".".join(path), str(node.value), node.start_mark.line + 1))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return out
+    if root is not None:
+        walk(root, [])
+    return out
+
+
+def _culprits(message: str) -> list[tuple[str, str | None]]:
+    """``(key path, value or None)`` pairs a parser/instantiation message blames."""
+    pairs: list[tuple[str, str | None]] = []
+    pairs += [(k, None) for k in re.findall(r"Option '([\w.]+)' is not accepted", message)]
+    pairs += [(k, None) for k in re.findall(r"Key '([\w.]+)' is not expected", message)]
+    for key, value in re.findall(r'Parser key "([\w.]+)":\s*\n?\s*[^\n]*?Got value: ([^\n]+)', message):
+        inner = re.search(r"class_path='([\w.]+)'", value)
+        pairs.append((key + ".class_path", inner.group(1)) if inner else (key, value.strip().strip("'\"")))
+    pairs += [("class_path", v) for v in re.findall(r"(?:No module named|has no attribute|Import path) '([\w.]+)'", message)]
+    pairs += [(k, v) for k, v in re.findall(r"\b([a-z_][\w.]*\.[\w]+)=([\w.\-+]+)", message)]
+    return pairs
+
+
+def _matches(path: str, value: str, key: str, want: str | None) -> bool:
+    tail = key.replace(".init_args", "")
+    if not (path == tail or path.endswith("." + tail) or (tail == "class_path" and path.endswith("class_path"))):
+        return False
+    if want is None:
+        return True
+    return value == want or (tail.endswith("class_path") and value.split(".")[-1] == want.split(".")[-1])
+
+
+def _locate(message: str, argv: list[str]) -> list[str]:
+    """Where the keys/values a message blames are written: ``file:line: key: value`` or the command line."""
+    culprits = _culprits(message)
+    if not culprits:
+        return []
+    found = []
+    for name in _config_files(argv):
+        try:
+            entries = _flatten_yaml(Path(name).read_text())
+        except OSError:
+            continue
+        for path, value, line in entries:
+            if any(_matches(path, value, key, want) for key, want in culprits):
+                found.append(f"{name}:{line}: {path}{': ' + value if value else ''}")
+    for i, arg in enumerate(argv):
+        if not arg.startswith("--") or arg in ("--config",):
+            continue
+        key, _, value = arg[2:].partition("=")
+        if not _ and i + 1 < len(argv):
+            value = argv[i + 1]
+        if any(_matches(key.replace(".init_args", ""), value, k, want) for k, want in culprits):
+            found.append(f"command line: --{key} {value}")
+    return list(dict.fromkeys(found))[:6]
+
+
+def explain(message: str, argv: list[str]) -> str:
+    """A parser/instantiation message without jsonargparse's noise, plus where the culprit is written."""
+    lines = [line for line in str(message).splitlines() if line.strip() and not _NOISE.match(line)]
+    lines = [re.sub(r"^\s*- ", "", lines[0])] + lines[1:] if lines else lines
+    text = "\n".join("  " + line.strip() if i else line.strip() for i, line in enumerate(lines))
+    where = _locate(str(message), argv)
+    files = _config_files(argv)
+    if where:
+        text += "\n  where: " + "\n         ".join(where)
+    elif files:
+        text += f"\n  recipes: {', '.join(files)}"
+    return text
+
+
+# ---------------------------------------------------------------------------- the CLI
 class LemurCLI(LightningCLI):
-    """LightningCLI with lemur's defaults: MLflow logging, best/last checkpoints, a run summary,
-    and ``--test_after_fit`` (default true) to evaluate the best checkpoint on the test days."""
+    """LightningCLI with lemur's defaults: MLflow logging that never stops training, best/last
+    checkpoints (``last.ckpt`` also every ``checkpoint.last_every_n_train_steps`` steps and on
+    SIGTERM/Ctrl+C), a run summary, and ``--test_after_fit`` (default true) to evaluate the best
+    checkpoint on the test days. ``--ckpt_path last`` resumes the newest ``last.ckpt``."""
+
+    current: "LemurCLI | None" = None
 
     def __init__(self, args=None, run: bool = True) -> None:
+        LemurCLI.current = self
+        self._argv = list(sys.argv[1:] if args is None else args)
+        self.resumed_from: Path | None = None
+        strict = {"exit_on_error": False}
         super().__init__(
             model_class=L.LightningModule,
             datamodule_class=LemurDataModule,
@@ -48,25 +209,88 @@ class LemurCLI(LightningCLI):
                 # checkpoints land in runs/<experiment id>/<run id>/checkpoints
                 "default_root_dir": "runs",
                 "logger": {
-                    "class_path": "lightning.pytorch.loggers.MLFlowLogger",
+                    "class_path": "lemur.tracking.SafeMLFlowLogger",
                     "init_args": {"experiment_name": "lemur", "tracking_uri": tracking_uri(), "log_model": False},
                 },
             },
             parser_kwargs={"description": "lemur: end-to-end multimodal recommendation. Train/evaluate with "
                            "fit|validate|test|predict -c RECIPE.yaml; prepare data with `lemur data synth|validate` "
-                           "(see `lemur data --help`)."},
+                           "(see `lemur data --help`).", **strict,
+                           **{name: dict(strict) for name in ("fit", "validate", "test", "predict")}},
             args=args,
             run=run,
             auto_configure_optimizers=False,
         )
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LemurCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.monitor": "val/auc", "checkpoint.mode": "max", "checkpoint.save_last": True,
-                             "checkpoint.filename": "best-{epoch}-{step}"})
+                             "checkpoint.filename": "best-{epoch}-{step}",
+                             "checkpoint.last_every_n_train_steps": DEFAULT_LAST_EVERY_N_TRAIN_STEPS})
         parser.add_lightning_class_args(RunSummary, "summary")
         parser.add_lightning_class_args(ParquetPredictionWriter, "predictions")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="after fit, test the best checkpoint on the test days")
+
+    # ------------------------------------------------------------------ parsing and building
+    def parse_arguments(self, parser, args) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise RecipeError(explain(str(err), self._argv)) from None
+        if self.config.get("subcommand"):
+            self._resolve_ckpt_path(self.config["subcommand"])
+
+    def _resolve_ckpt_path(self, subcommand: str) -> None:
+        """``--ckpt_path last`` -> the newest last.ckpt of lemur's layout; a fit resuming a checkpoint
+        continues the MLflow run recorded in it (unless ``--trainer.logger.init_args.run_id`` is given)."""
+        cfg = self.config[subcommand]
+        ckpt = cfg.get("ckpt_path")
+        if not ckpt or ckpt in ("best", "hpc") or "://" in str(ckpt):
+            return
+        if ckpt == "last":
+            found = find_last_checkpoint(cfg["trainer"]["default_root_dir"] or ".", cfg.get("checkpoint", {}).get("dirpath"))
+            if found is None:
+                where = cfg.get("checkpoint", {}).get("dirpath") or cfg["trainer"]["default_root_dir"]
+                if subcommand != "fit":
+                    raise RecipeError(f"--ckpt_path last: no last.ckpt under {where}; pass a checkpoint file")
+                print(f"lemur: --ckpt_path last: no last.ckpt under {where}: starting a new run", file=sys.stderr, flush=True)
+                cfg["ckpt_path"] = None
+                return
+            cfg["ckpt_path"] = ckpt = str(found)
+        path = Path(ckpt)
+        if not path.is_file():
+            raise RecipeError(f"--ckpt_path {ckpt}: no such checkpoint file")
+        self.resumed_from = path
+        if subcommand != "fit":
+            return
+        record = checkpoint_run(path)
+        note = f"lemur: resuming from {path} (global step {record.get('global_step')})"
+        logger = cfg["trainer"].get("logger")
+        init = getattr(logger, "init_args", None)
+        is_mlflow = init is not None and str(getattr(logger, "class_path", "")).endswith("MLFlowLogger")
+        if is_mlflow and not init.get("run_id"):
+            uri = init.get("tracking_uri") or tracking_uri()
+            if record.get("run_id") and record.get("tracking_uri") == uri:
+                init["run_id"] = record["run_id"]
+                note += f", continuing MLflow run {record['run_id']}"
+            else:
+                note += (", in a new MLflow run (the checkpoint's run is in another tracking store)" if record.get("run_id")
+                         else ", in a new MLflow run (the checkpoint records none)")
+        print(note, file=sys.stderr, flush=True)
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, ImportError, AttributeError, KeyError, FileNotFoundError) as err:
+            if isinstance(err, SchemaError):
+                raise
+            raise RecipeError(explain(f"{err}", self._argv)) from err
+
+    # ------------------------------------------------------------------ running
+    def before_fit(self) -> None:
+        logger = self.trainer.logger
+        if self.resumed_from is not None and hasattr(logger, "mark_running"):
+            logger.mark_running()
 
     def after_fit(self) -> None:
         if self.config[self.subcommand].get("test_after_fit") and self.trainer.state.status != "interrupted":
@@ -78,19 +302,94 @@ class LemurCLI(LightningCLI):
         self._report()
 
     def _report(self) -> None:
+        try:
+            self._report_unguarded()
+        except Exception as err:  # noqa: BLE001 - reporting must never fail a finished run
+            print(f"lemur: could not write the run summary ({type(err).__name__}: {err})", file=sys.stderr, flush=True)
+
+    def _report_unguarded(self) -> None:
         summary = next((c for c in self.trainer.callbacks if isinstance(c, RunSummary)), None)
         if summary is None or not self.trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.split("/")[-1] in ("auc", "qauc", "gauc")}
         lines = ["", "lemur run summary", summary.table(metrics)]
+        issues = dict(getattr(self.datamodule, "data_issues", {}) or {})
+        nonfinite = getattr(self.model, "nonfinite_steps", 0)
+        if nonfinite:
+            issues["nonfinite_steps_skipped"] = nonfinite
+        for name, count in sorted(issues.items()):
+            lines.append(f"{name.replace('_', ' '):<22}{count:>14d}")
         logger = self.trainer.logger
         if isinstance(logger, MLFlowLogger):
-            lines += [
-                f"MLflow run {logger.run_id} in experiment '{logger._experiment_name}' at {logger._tracking_uri}",
-                f"  open it with: mlflow ui --backend-store-uri {logger._tracking_uri}",
-            ]
-            logger.experiment.log_text(logger.run_id, "\n".join(lines[1:]), "summary.txt")
+            if issues:
+                logger.log_metrics({f"data/{k}" if k != "nonfinite_steps_skipped" else "train/nonfinite_steps": float(v)
+                                    for k, v in issues.items()}, step=self.trainer.global_step)
+            failure = getattr(logger, "failure", None)
+            if failure is None:
+                lines += [
+                    f"MLflow run {logger.run_id} in experiment '{logger._experiment_name}' at {logger._tracking_uri}",
+                    f"  open it with: mlflow ui --backend-store-uri {logger._tracking_uri}",
+                ]
+                logger.experiment.log_text(logger.run_id, "\n".join(lines[1:]), "summary.txt")
+            else:
+                lines.append(f"MLflow at {logger._tracking_uri} failed ({failure}): this run is not (completely) tracked")
         ckpt = next((c for c in self.trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
         if ckpt is not None and ckpt.best_model_path:
             lines.append(f"best checkpoint: {ckpt.best_model_path}")
+        if ckpt is not None and ckpt.last_model_path:
+            lines.append(f"last checkpoint: {ckpt.last_model_path}")
         summary.print("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------- entry point
+def _started_training() -> bool:
+    cli = LemurCLI.current
+    trainer = getattr(cli, "trainer", None) if cli is not None else None
+    return trainer is not None and trainer.global_step > 0
+
+
+def _resume_command(checkpoint: str) -> str:
+    argv = [a for a in sys.argv[1:]] if LemurCLI.current is None else LemurCLI.current._argv
+    keep, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--ckpt_path":
+            skip = True
+            continue
+        if arg.startswith("--ckpt_path="):
+            continue
+        keep.append(arg)
+    return "lemur " + " ".join(keep + ["--ckpt_path", checkpoint])
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    """Run ``LemurCLI`` and turn the ways it can stop into an exit status and a message:
+    2 bad recipe / settings, 3 non-finite loss (``nonfinite_loss: raise``), 130 / 143 interrupted
+    by Ctrl+C / SIGTERM (after writing last.ckpt). Bad data (SchemaError) is left to the caller."""
+    LemurCheckpoint.last_interrupt = None
+    try:
+        LemurCLI(args=argv)  # None: LightningCLI reads sys.argv itself
+    except RecipeError as err:
+        print(f"lemur: bad recipe or option: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except SIGTERMException:
+        info = LemurCheckpoint.last_interrupt or {"signal": "SIGTERM", "step": None, "checkpoint": None}
+        signal_name = info["signal"]
+        if info["checkpoint"]:
+            print(f"lemur: stopped by {signal_name} at global step {info['step']}; wrote {info['checkpoint']}\n"
+                  f"  resume with: {_resume_command(info['checkpoint'])}", file=sys.stderr, flush=True)
+        else:
+            print(f"lemur: stopped by {signal_name} (no checkpoint written: training had not started, or it was "
+                  "not fitting)", file=sys.stderr, flush=True)
+        return EXIT_SIGINT if signal_name == "SIGINT" else EXIT_SIGTERM
+    except FloatingPointError as err:
+        print(f"lemur: training stopped: {err}", file=sys.stderr)
+        return EXIT_NONFINITE
+    except (ValueError, MisconfigurationException) as err:
+        if isinstance(err, SchemaError) or _started_training() or os.environ.get("LEMUR_TRACEBACK"):
+            raise
+        print(f"lemur: cannot start: {err}\n  (set LEMUR_TRACEBACK=1 to see where it was raised)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0

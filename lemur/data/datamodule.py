@@ -21,7 +21,21 @@ hist_short, _mask      [B, Ls]          the first Ls of hist_long
 cat                    [B, C] int64     ``cat_*`` context features
 dense                  [B, F] float32   ``dense_*`` context features
 doc_image, _mask       [B,3,S,S], [B]   cover image (only when ``image_size`` is set)
+doc_image_status       [B] int8         0 = decoded or no image, 1 = undecodable bytes,
+                                        2 = image file missing (1 and 2 are masked, counted)
 =====================  ===============  ===========================================
+
+Resuming: the training order of epoch ``e`` is a permutation drawn from ``(seed, e)``
+(:class:`ResumableSampler`), and the DataModule's ``state_dict`` (saved in every checkpoint)
+records the epoch and how many batches of it were trained, so a run resumed from a
+mid-epoch checkpoint continues with exactly the batches an uninterrupted run would see.
+Evaluation loaders draw no numbers from the global RNG, so validation does not shift the
+random stream of training (dropout, p/q sampling).
+
+Bad content is skipped, counted and logged rather than fatal: an undecodable image or a
+missing image file makes that document image-less (``data/images_skipped`` in the logs and
+MLflow, a warning naming the first one); a text value longer than ``MAX_CHARS_PER_TOKEN``
+characters per token of its budget is cut before tokenisation (counted at set-up).
 """
 
 from __future__ import annotations
@@ -29,14 +43,16 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import lightning as L
 import numpy as np
+from lightning.pytorch.utilities import rank_zero_warn
 import pyarrow as pa
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lemur.data.history import HistoryIndex
 from lemur.data.schema import CAT_PREFIX, DENSE_PREFIX, DOCS_FILE, SchemaError, validate_dataset
@@ -51,6 +67,10 @@ from lemur.data.tokenize import (
 
 IMAGE_MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
 IMAGE_STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+MAX_CHARS_PER_TOKEN = 64
+"""Text values are cut to this many characters per token of their field's budget before
+tokenisation (a WordPiece token is rarely longer than a word): bounds the cost of huge fields."""
+IMAGE_OK, IMAGE_BROKEN, IMAGE_MISSING = 0, 1, 2
 
 
 @dataclass
@@ -67,6 +87,38 @@ class HistoryConfig:
             raise ValueError(f"HistoryConfig: lengths must be >= 0, got short_len={self.short_len}, long_len={self.long_len}")
         if self.short_len > self.long_len:
             raise ValueError(f"HistoryConfig.short_len ({self.short_len}) must be <= long_len ({self.long_len})")
+
+
+class ResumableSampler(DistributedSampler):
+    """The training order: epoch ``e`` is a permutation seeded by ``seed + e`` and split across
+    ``num_replicas`` ranks exactly like ``DistributedSampler`` (one replica on one device).
+
+    ``start_at(epoch, batches_done)`` makes the next pass skip the rows of the batches this rank
+    has already trained on, so a resumed run continues the interrupted epoch with the same
+    batches; ``len()`` stays the full epoch (Lightning counts the batches already done).
+    ``epoch_source`` (the trainer's ``current_epoch``) numbers the later passes: the value
+    Lightning passes to ``set_epoch`` runs one ahead after resuming from an end-of-epoch checkpoint.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, num_replicas: int = 1, rank: int = 0, seed: int = 0,
+                 epoch_source=None) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.batch_size = batch_size
+        self.epoch_source = epoch_source
+        self._pinned: tuple[int, int] | None = None
+
+    def start_at(self, epoch: int, batches_done: int) -> None:
+        self._pinned = (epoch, batches_done * self.batch_size)
+        self.epoch = epoch
+
+    def __iter__(self):
+        skip = 0
+        if self._pinned is not None:
+            (self.epoch, skip), self._pinned = self._pinned, None
+        elif self.epoch_source is not None:
+            self.epoch = int(self.epoch_source())
+        indices = list(super().__iter__())
+        return iter(indices[skip:])
 
 
 class _Split(Dataset):
@@ -137,7 +189,7 @@ class _Store:
             "doc_mask": torch.from_numpy(self.docs.mask[doc, :width]),
         }
         if self.image_size:
-            out["doc_image"], out["doc_image_mask"] = self._images(doc)
+            out["doc_image"], out["doc_image_mask"], out["doc_image_status"] = self._images(doc)
         return out
 
     def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
@@ -167,26 +219,35 @@ class _Store:
         }
         return out
 
-    def _images(self, doc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode and resize the documents' covers; a missing or undecodable image is masked."""
-        from PIL import Image, UnidentifiedImageError
+    def _images(self, doc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode and resize the documents' covers: ``(pixels, present, status)``. A missing file
+        or undecodable bytes (any decoder error: truncated, not an image, decompression bomb...)
+        is masked like a document without an image and flagged in ``status`` for counting."""
+        from PIL import Image
 
         size = self.image_size
         pixels = np.zeros((len(doc), 3, size, size), np.float32)
         present = np.zeros(len(doc), bool)
+        status = np.full(len(doc), IMAGE_OK, np.int8)
         for i, d in enumerate(doc.tolist()):  # image decoding is inherently per image
             data = self.images[d].as_py() if self.images is not None else None
             if data is None:
                 continue
             try:
-                img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data).convert("RGB")
-            except (UnidentifiedImageError, OSError):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data).convert("RGB")
+                    if img.size != (size, size):
+                        img = img.resize((size, size), Image.BILINEAR)
+            except FileNotFoundError:
+                status[i] = IMAGE_MISSING
                 continue
-            if img.size != (size, size):
-                img = img.resize((size, size), Image.BILINEAR)
+            except Exception:  # noqa: BLE001 - whatever the decoder raises, the document goes on without its image
+                status[i] = IMAGE_BROKEN
+                continue
             pixels[i] = (np.asarray(img, np.float32).transpose(2, 0, 1) / 255.0 - IMAGE_MEAN) / IMAGE_STD
             present[i] = True
-        return torch.from_numpy(pixels), torch.from_numpy(present)
+        return torch.from_numpy(pixels), torch.from_numpy(present), torch.from_numpy(status)
 
 
 class LemurDataModule(L.LightningDataModule):
@@ -225,6 +286,13 @@ class LemurDataModule(L.LightningDataModule):
         self.save_hyperparameters({**self.hparams, "history": asdict(history), "tokenizer": asdict(tokenizer)})
         self.root = Path(root)
         self.history_config, self.tokenizer_config = history, tokenizer
+        self.data_issues: dict[str, int] = {}
+        """Counts of skipped or cut input, e.g. ``images_skipped``, ``text_values_cut`` (logged as ``data/<name>``)."""
+        self._broken_docs: set[int] = set()
+        self._logged_step = -1
+        self._resume: dict | None = None
+        self._train_sampler: ResumableSampler | None = None
+        self.shuffle_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # what seed_everything set; 0 otherwise
         self.store: _Store | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.days: dict[str, list[int]] = {}
@@ -248,10 +316,12 @@ class LemurDataModule(L.LightningDataModule):
 
         docs_file = self.root / DOCS_FILE
         stamp = {"file": str(docs_file.resolve()), "size": docs_file.stat().st_size, "mtime": docs_file.stat().st_mtime_ns, "tokenizer": cfg.resolved_path()}
-        text = {f: [s or "" for s in docs[f].to_pylist()] if f in docs.column_names else None for f in cfg.fields}
-        doc_tokens = cached(self.root / ".cache", "docs", {**stamp, "fields": cfg.fields},
+        text = {f: self._cut(docs[f].to_pylist(), n, f"{DOCS_FILE} column '{f}'") if f in docs.column_names else None
+                for f, n in cfg.fields.items()}
+        doc_tokens = cached(self.root / ".cache", "docs", {**stamp, "fields": cfg.fields, "max_chars_per_token": MAX_CHARS_PER_TOKEN},
                             lambda: tokenize_documents(tok(), {k: v for k, v in text.items() if v is not None} or {"_": [""] * len(doc_ids)}, cfg.fields))
-        query_text, query_index = np.unique(np.asarray(events["query"].to_pylist(), dtype=object).astype(str), return_inverse=True)
+        queries_cut = self._cut(events["query"].to_pylist(), cfg.query_len, "events.parquet column 'query'")
+        query_text, query_index = np.unique(np.asarray(queries_cut, dtype=object).astype(str), return_inverse=True)
         query_digest = hashlib.sha1("\n".join(query_text.tolist()).encode()).hexdigest()
         queries = cached(self.root / ".cache", "queries", {"tokenizer": cfg.resolved_path(), "queries": query_digest, "len": cfg.query_len},
                          lambda: tokenize_queries(tok(), query_text.tolist(), cfg.query_len))
@@ -267,7 +337,13 @@ class LemurDataModule(L.LightningDataModule):
             if "image" in docs.column_names:
                 images = docs["image"].combine_chunks()
             elif "image_path" in docs.column_names:
-                images = pa.array([str(self.root / p) if p else None for p in docs["image_path"].to_pylist()])
+                paths = docs["image_path"].to_pylist()
+                images = pa.array([str(self.root / p) if p else None for p in paths])
+                missing = [i for i, p in enumerate(paths) if p and not (self.root / p).is_file()]
+                if missing:
+                    self.data_issues["image_files_missing"] = len(missing)
+                    rank_zero_warn(f"{self.root / DOCS_FILE}: column 'image_path': {len(missing)} of {len(paths)} image files are "
+                                   f"missing (first: row {missing[0]}, {paths[missing[0]]!r}); those documents train without an image")
         self.store = _Store(
             docs=doc_tokens,
             queries=queries,
@@ -303,23 +379,111 @@ class LemurDataModule(L.LightningDataModule):
         }
         self.splits = {k: np.flatnonzero(np.isin(day, v)) for k, v in self.days.items()}
 
+    def _cut(self, values: list, tokens: int, where: str) -> list[str]:
+        """``values`` with None as "" and each string cut to ``MAX_CHARS_PER_TOKEN * tokens`` characters (counted)."""
+        limit = MAX_CHARS_PER_TOKEN * tokens
+        out = [v or "" for v in values]
+        long = [i for i, v in enumerate(out) if len(v) > limit]
+        if long:
+            for i in long:
+                out[i] = out[i][:limit]
+            self.data_issues["text_values_cut"] = self.data_issues.get("text_values_cut", 0) + len(long)
+            rank_zero_warn(f"{self.root / where}: {len(long)} values longer than {limit} characters were cut to that length "
+                           f"before tokenisation (first: row {long[0]}); only the first {tokens} tokens are used anyway")
+        return out
+
     # ---------------------------------------------------------------- loaders
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         rows = self.splits[split]
         workers = min(self.hparams.num_workers, os.cpu_count() or 1)
+        dataset = _Split(self.store, rows)
+        batch_size = self.hparams.batch_size if shuffle else self.hparams.eval_batch_size
+        sampler = None
+        if shuffle:
+            trainer = self._trainer_or_none()
+            world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+            sampler = ResumableSampler(dataset, batch_size, num_replicas=world, rank=rank, seed=self.shuffle_seed,
+                                       epoch_source=(lambda: trainer.current_epoch) if trainer is not None else None)
+            self._apply_resume(sampler, batch_size, world)
+            self._train_sampler = sampler
         return DataLoader(
-            _Split(self.store, rows),
-            batch_size=self.hparams.batch_size if shuffle else self.hparams.eval_batch_size,
-            shuffle=shuffle,
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
             drop_last=False,
             collate_fn=_first,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
+            # the loader's own generator seeds its workers: iterating it draws nothing from the
+            # global RNG, so evaluation never shifts training's random stream (exact resume)
+            generator=torch.Generator().manual_seed(self.shuffle_seed),
         )
+
+    def _trainer_or_none(self):
+        return getattr(self, "trainer", None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
+
+    # ---------------------------------------------------------------- resuming
+    def state_dict(self) -> dict:
+        """Where training is in the data (saved in every checkpoint): epoch, batches done, seed."""
+        trainer, sampler = self._trainer_or_none(), self._train_sampler
+        if trainer is None or sampler is None or trainer.state.fn != "fit":
+            return {}
+        done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        return {"train_sampler": {"seed": sampler.seed, "epoch": int(sampler.epoch), "batches_done": done,
+                                  "epoch_finished": done >= trainer.num_training_batches,
+                                  "batch_size": sampler.batch_size, "world_size": sampler.num_replicas}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resume = state_dict.get("train_sampler")
+
+    def _apply_resume(self, sampler: ResumableSampler, batch_size: int, world: int) -> None:
+        state, self._resume = self._resume, None
+        if not state:
+            return
+        sampler.seed = int(state["seed"])
+        if state["epoch_finished"]:
+            sampler.start_at(int(state["epoch"]) + 1, 0)
+        elif (state["batch_size"], state["world_size"]) == (batch_size, world):
+            sampler.start_at(int(state["epoch"]), int(state["batches_done"]))
+        else:
+            sampler.start_at(int(state["epoch"]), 0)
+            rank_zero_warn(f"resuming mid-epoch with batch_size={batch_size} x {world} device(s) instead of the checkpoint's "
+                           f"{state['batch_size']} x {state['world_size']}: the interrupted epoch restarts from its first batch "
+                           "(exact resume needs the same batch size and device count)")
+
+    # ---------------------------------------------------------------- skipped input
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Count the batch's skipped images (``doc_image_status``); warn about the first one."""
+        status = batch.get("doc_image_status")
+        if status is not None:
+            bad = torch.nonzero(status).squeeze(1)
+            if len(bad):
+                ids = batch["doc_id"][bad].tolist()
+                new = [i for i in ids if i not in self._broken_docs]
+                if new and not self._broken_docs:
+                    reason = "image file missing" if int(status[bad[0]]) == IMAGE_MISSING else "undecodable image bytes"
+                    rank_zero_warn(f"{self.root / DOCS_FILE}: doc_id {ids[0]}: {reason}; such documents are used without "
+                                   "their image (counted in data/images_skipped)")
+                self._broken_docs.update(new)
+                self.data_issues["images_skipped"] = self.data_issues.get("images_skipped", 0) + len(ids)
+                self.data_issues["documents_with_bad_images"] = len(self._broken_docs)
+                self.log_data_issues()
+        return batch
+
+    def log_data_issues(self, force: bool = False) -> None:
+        """Send ``data_issues`` to the trainer's logger as ``data/<name>`` (at most once per logging interval)."""
+        trainer = self._trainer_or_none()
+        if trainer is None or trainer.logger is None or not trainer.is_global_zero or not self.data_issues:
+            return
+        step = trainer.global_step
+        if not force and (step == self._logged_step or step % max(trainer.log_every_n_steps, 1)):
+            return
+        self._logged_step = step
+        trainer.logger.log_metrics({f"data/{k}": float(v) for k, v in self.data_issues.items()}, step=step)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
