@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from lemur.data.download import Resource, fetch, fetch_small
+from lemur.data.download import DownloadError, Resource, fetch, fetch_small
 from lemur.data.schema import SchemaError
 
 
@@ -90,8 +90,18 @@ def add_common_arguments(parser, resources_help: str) -> None:
 
 
 def download_all(resources: Iterable[Resource], raw: str | Path, log=print) -> None:
+    """Fetch every resource into ``raw``; if some fail, one error lists them all (URLs to get by hand)."""
+    failed = []
     for resource in resources:
-        fetch(resource, raw, log=log)
+        try:
+            fetch(resource, raw, log=log)
+        except DownloadError as err:
+            failed.append((resource, err))
+    if len(failed) == 1:
+        raise failed[0][1]
+    if failed:
+        listing = "\n".join(f"  {r.filename}: {r.url}" for r, _ in failed)
+        raise DownloadError(f"could not download {len(failed)} files:\n{listing}\nfirst failure: {failed[0][1]}")
 
 
 def verified_image(data: bytes) -> bool:
