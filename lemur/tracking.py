@@ -14,6 +14,8 @@ to change a parameter; a changed value is reported, the first one is kept).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
 from typing import Any
@@ -21,6 +23,19 @@ from typing import Any
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+
+
+@contextlib.contextmanager
+def _quiet_store_errors():
+    """MLflow's SQL store logs every database error with a full traceback before raising it; the
+    caller here reports the failure once, in one line, so that log is held back meanwhile."""
+    store_logger = logging.getLogger("mlflow.store.db.utils")
+    level = store_logger.level
+    store_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        store_logger.setLevel(level)
 
 
 class _NullClient:
@@ -45,7 +60,8 @@ class _GuardedClient:
             if self._logger.failure is not None:
                 return None
             try:
-                return attr(*args, **kwargs)
+                with _quiet_store_errors():
+                    return attr(*args, **kwargs)
             except Exception as err:  # noqa: BLE001 - any tracking failure must not stop training
                 self._logger._fail(err, f"MlflowClient.{name}")
                 return None
@@ -84,7 +100,8 @@ class SafeMLFlowLogger(MLFlowLogger):
         if self._failure is not None:
             return _NullClient()
         try:
-            client = MLFlowLogger.experiment.fget(self)
+            with _quiet_store_errors():
+                client = MLFlowLogger.experiment.fget(self)
         except Exception as err:  # noqa: BLE001
             if self._run_id is not None and _error_code(err) == "RESOURCE_DOES_NOT_EXIST":
                 rank_zero_warn(f"MLflow run {self._run_id} is not in {self._tracking_uri}: logging to a new run instead")
@@ -147,6 +164,7 @@ class SafeMLFlowLogger(MLFlowLogger):
 
     def _guard(self, fn, where: str, *args) -> None:
         try:
-            fn(*args)
+            with _quiet_store_errors():
+                fn(*args)
         except Exception as err:  # noqa: BLE001
             self._fail(err, where)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -195,6 +196,9 @@ class LemurCLI(LightningCLI):
 
     def __init__(self, args=None, run: bool = True) -> None:
         LemurCLI.current = self
+        # LemurDataModule resumes mid-epoch exactly through its own state_dict (ResumableSampler),
+        # which Lightning's check for a stateful DataLoader does not see.
+        warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
         self._argv = list(sys.argv[1:] if args is None else args)
         self.resumed_from: Path | None = None
         strict = {"exit_on_error": False}

@@ -19,7 +19,8 @@ A dataset is a folder with two Parquet tables:
 ``events.parquet`` -- one row per (user, query session, shown document)
     ==============  ==========  =====================================================
     timestamp       int64       event time (any monotone unit, e.g. seconds). All
-                                rows of one session share it.
+                                rows of one session share it; never earlier than
+                                an event of an earlier day (any row order).
     day             int32       day index used for the time-ordered split
     user_id         int64       user ID
     session_id      int64       query session ID: the rows a user saw for one query
@@ -117,11 +118,23 @@ def _check_columns(table: pa.Table, file: Path, columns: tuple[Column, ...]) -> 
                 raise SchemaError(file, col.name, f"required column is missing (columns present: {sorted(names)})")
             continue
         dtype = table.schema.field(col.name).type
+        if col.kind == "int" and pa.types.is_floating(dtype):
+            _reject_float_ints(table, file, col.name, dtype)
         if not _KIND_CHECK[col.kind](dtype):
             raise SchemaError(file, col.name, f"expected {col.kind} type, got {dtype}")
         if col.required and table[col.name].null_count:
             row = _first_row(pc.is_null(table[col.name]).to_numpy(zero_copy_only=False))
             raise SchemaError(file, col.name, "null value in a required column", row=row, value=None)
+
+
+def _reject_float_ints(table: pa.Table, file: Path, name: str, dtype) -> None:
+    """An integer column stored as floats: name the first NaN / non-integer value, else ask for a cast."""
+    values = table[name].to_numpy(zero_copy_only=False).astype(np.float64)
+    bad = ~np.isfinite(values) | (values != np.round(values))
+    if bad.any():
+        row = _first_row(bad)
+        raise SchemaError(file, name, f"expected integer values (column type {dtype})", row=row, value=float(values[row]))
+    raise SchemaError(file, name, f"expected int type, got {dtype} (the values are whole numbers: cast the column to int64)")
 
 
 def _check_features(table: pa.Table, file: Path) -> None:
@@ -195,7 +208,27 @@ def validate_events(table: pa.Table, doc_ids: np.ndarray, file: Path | str = EVE
         row = _first_row(~known)
         raise SchemaError(file, "doc_id", "doc_id not found in docs.parquet", row=row, value=int(events_doc[row]))
     _check_sessions(table, file)
+    _check_time_order(table, file)
     _check_features(table, file)
+
+
+def _check_time_order(table: pa.Table, file: Path) -> None:
+    """Timestamps must not decrease from one day to the next: histories are taken by timestamp and
+    splits by day, so an event dated on a later day but timestamped before an earlier day's events
+    would leak across the split (a training row could see a test-day click)."""
+    day, ts = table["day"].to_numpy(), table["timestamp"].to_numpy()
+    days, inverse = np.unique(day, return_inverse=True)
+    if len(days) < 2:
+        return
+    day_max = np.full(len(days), np.iinfo(np.int64).min, np.int64)
+    np.maximum.at(day_max, inverse, ts.astype(np.int64))
+    before = np.concatenate([[np.iinfo(np.int64).min], np.maximum.accumulate(day_max)[:-1]])  # max timestamp of earlier days
+    bad = ts < before[inverse]
+    if bad.any():
+        row = _first_row(bad)
+        raise SchemaError(file, "timestamp", f"earlier than events of an earlier day (row's day {int(day[row])}; earlier days "
+                          f"reach timestamp {int(before[inverse[row]])}): timestamps must not decrease as days increase",
+                          row=row, value=int(ts[row]))
 
 
 def _check_sessions(table: pa.Table, file: Path) -> None:
