@@ -57,6 +57,9 @@ def _data_main(argv: list[str]) -> int:
     synth.add_argument("--out", required=True, help="output folder (docs.parquet, events.parquet, synth.json)")
     synth.add_argument("--seed", type=int, default=None, help="override the preset's seed")
     synth.add_argument("--force", action="store_true", help="overwrite an existing dataset in --out")
+    synth.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="override a field of the preset (repeatable), e.g. --set new_docs_per_day=800 "
+                            "--set preference_drift=0.05; the fields are SynthConfig's (lemur/data/synth.py)")
     validate = sub.add_parser("validate", help="check a dataset folder against the schema")
     validate.add_argument("root", help="folder holding docs.parquet and events.parquet")
     for name in DATASET_COMMANDS:
@@ -91,6 +94,16 @@ def _data_main(argv: list[str]) -> int:
         config = PRESETS[args.preset]
         if args.seed is not None:
             config = dataclasses.replace(config, seed=args.seed)
+        fields = {f.name: f for f in dataclasses.fields(config)}
+        for item in args.set:
+            name, sep, value = item.partition("=")
+            if not sep or name not in fields:
+                parser.error(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(fields)}")
+            kind = type(getattr(config, name))
+            try:
+                config = dataclasses.replace(config, **{name: kind(value)})
+            except (TypeError, ValueError) as err:
+                parser.error(f"--set {item!r}: {err}")
         summary = generate(config, out)
         print(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, (dict, list))))
         return 0

@@ -209,3 +209,19 @@ def test_data_synth_refuses_to_overwrite(dataset: Path, capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as info:
         main(["data", "synth", "--preset", "no-such-preset", "--out", str(dataset / "x")])
     assert info.value.code != 0
+
+
+def test_data_synth_set_overrides_preset_fields(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    out = tmp_path / "drift"
+    assert main(["data", "synth", "--preset", "tiny", "--out", str(out), "--set", "new_docs_per_day=5", "--set", "preference_drift=0.1"]) == 0
+    config = json.loads((out / "synth.json").read_text())
+    assert (config["config"] if "config" in config else config)["new_docs_per_day"] == 5
+    docs = pq.read_table(out / "docs.parquet")
+    publish = docs["publish_day"].to_numpy()
+    assert int((publish == publish.max()).sum()) == 5, "each later day publishes the set number of new documents"
+    for bad, message in (("nope=1", "expected FIELD=VALUE"), ("preference_drift=2", "preference_drift")):
+        with pytest.raises(SystemExit):
+            main(["data", "synth", "--preset", "tiny", "--out", str(tmp_path / "x"), "--set", bad])
+        assert message in capsys.readouterr().err
