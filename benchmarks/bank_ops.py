@@ -2,7 +2,8 @@
 
 For each catalog size (default 1e5, 1e6, 1e7 entries) x storage dtype (float32, bfloat16), with
 ``dim`` = 128, one ``ReplicatedMemoryBank`` is filled (every entry written) and then, interleaved
-``--repeats`` times in the same process on the same table:
+``--repeats`` times (reads) or ``--write-repeats`` times (writes) in the same process on the
+same table:
 
 * ``read``: ``bank.read(ids)`` of a ``B x L`` (2,048 x 1,000) block of uniform random IDs, vs
   ``table.index_select(0, ids)`` (the plain gather; target: bank >= 0.7x its GB/s);
@@ -73,21 +74,24 @@ def one_config(catalog: int, dtype: str, args, device) -> dict:
     write_ids = uniq[torch.randint(0, len(uniq), (args.batch,), generator=gen)].to(device)  # duplicates
     vectors = torch.randn(args.batch, args.dim, generator=gen).to(device, table.dtype)
 
-    ops = {
+    reads = {
         ("read", "plain"): lambda: table.index_select(0, flat),
         ("read", "bank"): lambda: bank.read(read_ids),
         ("read_count", "bank"): lambda: bank.read(read_ids, count=True),
+    }
+    writes = {
         ("write", "plain"): lambda: table.index_copy_(0, write_ids, vectors),
         ("write", "bank"): lambda: bank.write(write_ids, vectors, step=1),
     }
-    times = {k: [] for k in ops}
-    for r in range(args.warmup + args.repeats):
-        for key, fn in ops.items():  # interleaved
-            with Timer(args.device) as t:
-                out = fn()
-            del out
-            if r >= args.warmup:
-                times[key].append(t.seconds)
+    times = {k: [] for k in (*reads, *writes)}
+    for ops, repeats in ((reads, args.repeats), (writes, args.write_repeats)):
+        for r in range(args.warmup + repeats):
+            for key, fn in ops.items():  # interleaved
+                with Timer(args.device) as t:
+                    out = fn()
+                del out
+                if r >= args.warmup:
+                    times[key].append(t.seconds)
     rows_moved = {"read": flat.numel(), "read_count": flat.numel(), "write": args.batch}
     result = {"catalog": catalog, "dtype": dtype, "dim": args.dim, "batch": args.batch, "length": args.length,
               "write_distinct": int(torch.unique(write_ids).numel()), "table_gib": table.nbytes / 2**30}
@@ -139,7 +143,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--batch", type=int, default=2048, help="B: rows of a batch (read B x L IDs, write B rows)")
     parser.add_argument("--length", type=int, default=1000, help="L: history length read per row")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed reads of each kind (one B x L read moves ~1 GB)")
+    parser.add_argument("--write-repeats", type=int, default=50, help="timed writes of each kind (a write of B rows takes ~1 ms)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"],
@@ -171,7 +176,7 @@ def main() -> None:
     targets = {"bank read / plain index_select (target >= 0.7), worst config": min(read_ratios) if read_ratios else None,
                "met": bool(read_ratios) and min(read_ratios) >= 0.7}
     payload = {"benchmark": "bank_ops", "machine": machine(args.device), "dim": args.dim, "batch": args.batch, "length": args.length,
-               "repeats": args.repeats, "rows": rows, "skipped": skipped, "bytes_per_entry": per_entry,
+               "repeats": args.repeats, "write_repeats": args.write_repeats, "rows": rows, "skipped": skipped, "bytes_per_entry": per_entry,
                "largest_catalog_bank_only": capacity, "targets": targets,
                "notes": "GB/s counts the embedding payload (rows x dim x itemsize); medians of interleaved repeats; "
                         "largest catalog = memory / bytes per entry for the bank alone (no model, activations or headroom)",

@@ -15,12 +15,14 @@ RESULTS = REPO / "benchmarks" / "results"
 
 
 def machine(device: str) -> dict:
-    """Date, host, versions and device: recorded with every result."""
-    import lightning
+    """Date, host, versions, load and device: recorded with every result."""
+    from importlib.metadata import version
+
     import torch
 
     info = {"date": date.today().isoformat(), "python": platform.python_version(), "torch": torch.__version__,
-            "lightning": lightning.__version__, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "lightning": version("lightning"),  # not imported: a script that needs no Lightning starts in seconds
+            "cpu_count": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2), "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(), "device": device}
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(0)

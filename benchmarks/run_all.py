@@ -37,7 +37,7 @@ SCRIPTS: dict[str, dict[str, list[str]]] = {
     },
     "bank_ops": {
         "default": [],
-        "quick": ["--catalogs", "100000", "--length", "100", "--repeats", "2"],
+        "quick": ["--catalogs", "10000", "--length", "50", "--repeats", "2", "--write-repeats", "5"],
     },
     "input_pipeline": {
         "default": [],
@@ -48,6 +48,8 @@ SCRIPTS: dict[str, dict[str, list[str]]] = {
         "quick": [*TINY_MODEL, "--batch-sizes", "16", "64", "--steps", "1", "--warmup", "0", "--rounds", "1"],
     },
 }
+NOT_RUN = {"movielens": "a model-quality experiment (trains the MovieLens suite: hours on a CPU), run on its own"}
+"""Scripts in benchmarks/ that ``make bench`` leaves out, and why."""
 
 
 def main() -> None:
