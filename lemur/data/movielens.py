@@ -27,7 +27,7 @@ is never installed) or from a folder holding them, and writes a dataset folder. 
   being each other's negatives), and QAUC is the AUC within a session, averaged over sessions.
   ``query="none"`` leaves it empty (then drop SQDC and the query encoder from the recipe).
 - **day** = UTC calendar day since the first rating (213 distinct days); the recipes hold out
-  the last 24 distinct days for test and the 10 before for validation (~10% / ~10% of rows).
+  the last 23 distinct days for test and the 29 before them for validation (~10% / ~10% of rows).
 - **histories** are derived by the DataModule from the earlier *positive* rows (rating >= 4).
 - **context features** (from ``ml-100k.user``): ``cat_age`` (MovieLens-1M age groups),
   ``cat_gender``, ``cat_occupation``, ``cat_zip`` (first character of the ZIP code; 0 is unknown
