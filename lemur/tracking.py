@@ -18,10 +18,10 @@ import contextlib
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, Literal
 
 from lightning.pytorch.loggers import MLFlowLogger
-from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 
@@ -81,6 +81,34 @@ class SafeMLFlowLogger(MLFlowLogger):
 
     _failure: str | None = None
     _offline_version: str | None = None
+
+    def __init__(
+        self,
+        experiment_name: str = "lightning_logs",
+        run_name: str | None = None,
+        tracking_uri: str | None = None,
+        tags: dict[str, Any] | None = None,
+        save_dir: str | None = "./mlruns",
+        log_model: Literal[True, False, "all"] = False,
+        prefix: str = "",
+        artifact_location: str | None = None,
+        run_id: str | None = None,
+        synchronous: bool | None = None,
+    ) -> None:
+        tracking_uri = tracking_uri or os.getenv("MLFLOW_TRACKING_URI")
+        try:
+            with _quiet_store_errors():  # MLflow opens (and for SQLite creates / migrates) the store right here
+                super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri, tags=tags,
+                                 save_dir=save_dir, log_model=log_model, prefix=prefix, artifact_location=artifact_location,
+                                 run_id=run_id, synchronous=synchronous)
+        except Exception as err:  # noqa: BLE001 - keep MLFlowLogger's attributes, track nothing
+            Logger.__init__(self)
+            self._experiment_name, self._experiment_id, self._run_name, self._run_id = experiment_name, None, run_name, run_id
+            self._tracking_uri = tracking_uri or f"file:{save_dir}"
+            self.tags, self._log_model, self._prefix, self._artifact_location = tags, log_model, prefix, artifact_location
+            self._logged_model_time, self._checkpoint_callback, self._log_batch_kwargs = {}, None, {}
+            self._initialized, self._mlflow_client = False, None
+            self._fail(err, "opening the tracking store")
 
     @property
     def failure(self) -> str | None:
