@@ -42,6 +42,13 @@ class TransformerTextEncoder(TextEncoder):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        sizes = dict(vocab_size=vocab_size, num_layers=num_layers, hidden_dim=hidden_dim, num_heads=num_heads, ffn_dim=ffn_dim,
+                     num_types=num_types, max_len=max_len, out_dim=out_dim)
+        for name, value in sizes.items():
+            if value < 1:
+                raise ValueError(f"TransformerTextEncoder.{name} must be >= 1, got {name}={value}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"TransformerTextEncoder.dropout must be in [0, 1), got dropout={dropout}")
         if hidden_dim % num_heads:
             raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})")
         self.out_dim, self.max_len, self.num_types, self.vocab_size = out_dim, max_len, num_types, vocab_size
