@@ -28,7 +28,7 @@ from common import REPO, RESULTS, machine, write  # noqa: E402
 TINY_MODEL = ["--preset", "tiny"]
 SCRIPTS: dict[str, dict[str, list[str]]] = {
     "history_cost": {
-        "default": ["--lengths", "0", "64", "1000", "--steps", "3", "--warmup", "1"],
+        "default": ["--lengths", "0", "64", "1000", "--steps", "2", "--warmup", "1"],
         "quick": [*TINY_MODEL, "--lengths", "0", "16", "--batch-size", "16", "--steps", "1", "--warmup", "0"],
     },
     "sampling_flops": {
@@ -40,7 +40,7 @@ SCRIPTS: dict[str, dict[str, list[str]]] = {
         "quick": ["--catalogs", "10000", "--length", "50", "--repeats", "2", "--write-repeats", "5"],
     },
     "input_pipeline": {
-        "default": [],
+        "default": ["--profile"],
         "quick": [*TINY_MODEL, "--batch-size", "32", "--workers", "0", "1", "--batches", "3", "--steps", "2", "--warmup", "1", "--rounds", "1"],
     },
     "throughput": {
