@@ -174,7 +174,7 @@ def write_report(rows: list[dict], summary: list[dict], facts: dict, args, stem:
         f"{payload['data']['suggested_split']['val_rows']:,}, test {cold['test_rows']:,} (last 23 distinct days). "
         f"Cold-start items: {cold['cold_item_rows']} test rows of {cold['cold_items']} movies never rated in the training days; "
         f"new users: {cold['new_user_rows']:,} test rows of users with no training-day rating.",
-        "- Each run: `lemur fit` for 2 epochs, test on the best checkpoint by val AUC (the run summary's test/auc, qauc, gauc); "
+        "- Each run: `lemur fit` for 1 epoch, test on the best checkpoint by val AUC (the run summary's test/auc, qauc, gauc); "
         "cold/warm/new-user AUCs from `lemur predict` with the same checkpoint.",
         f"- Commands: `python benchmarks/movielens.py` = `lemur run {SUITE.relative_to(REPO)}` + `lemur predict` per run; one run by hand: "
         "`lemur fit -c recipes/movielens/lemur.yaml [-c recipes/movielens/id_only.yaml] --seed_everything N`.",
