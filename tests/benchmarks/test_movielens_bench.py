@@ -37,8 +37,9 @@ def test_auc_matches_sklearn(bench) -> None:
     assert np.isnan(bench.auc(np.ones(3), np.arange(3.0)))
 
 
-@pytest.mark.slow  # the report records torch/lightning versions: importing them takes seconds
 def test_report_from_finished_runs(bench, tmp_path: Path, monkeypatch) -> None:
+    # the real machine() imports torch and lightning for their versions (seconds); the report only needs a dict
+    monkeypatch.setattr(bench, "machine", lambda device: {"date": "2026-01-01", "cpu_count": 2, "torch": "t", "lightning": "l"})
     data = write_dataset(tmp_path / "data", *make_tables(n_docs=300, n_days=4))  # most test docs unseen in days 0-1
     (data / "movielens.json").write_text(json.dumps({"suggested_split": {"train_rows": 1, "val_rows": 1, "test_rows": 1}}))
     monkeypatch.setattr(bench, "DATA", data)
