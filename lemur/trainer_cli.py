@@ -81,7 +81,7 @@ def checkpoint_run(path: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------- error messages
-_NOISE = re.compile(r"^\s*(- )?(Given value type:|Given value:|Subtypes:|Expected a <class 'NoneType'>|"
+_NOISE = re.compile(r"^\s*(- )?(Given value type:|Given value: .{100,}|Subtypes:|Expected a <class 'NoneType'>|"
                     r"Does not validate against any of the Union subtypes|Errors:)")
 
 
@@ -132,12 +132,17 @@ def _culprits(message: str) -> list[tuple[str, str | None]]:
     for key, value in re.findall(r'Parser key "([\w.]+)":\s*\n?\s*[^\n]*?Got value: ([^\n]+)', message):
         inner = re.search(r"class_path='([\w.]+)'", value)
         pairs.append((key + ".class_path", inner.group(1)) if inner else (key, value.strip().strip("'\"")))
+    for key, value in re.findall(r'Parser key "([\w.]+)":(?:(?!Parser key).)*?Given value: ([^\n]{1,99})\n', message + "\n", flags=re.S):
+        pairs.append((key, value.strip().strip("'\"")))
+    pairs += [("", v) for v in re.findall(r"negative dimension (-\d+)", message)]  # torch: which setting is it?
     pairs += [("class_path", v) for v in re.findall(r"(?:No module named|has no attribute|Import path) '([\w.]+)'", message)]
     pairs += [(k, v) for k, v in re.findall(r"\b([a-z_][\w.]*\.[\w]+)=([\w.\-+]+)", message)]
     return pairs
 
 
 def _matches(path: str, value: str, key: str, want: str | None) -> bool:
+    if not key:  # a value alone: any setting holding it
+        return want is not None and value == want
     tail = key.replace(".init_args", "")
     if not (path == tail or path.endswith("." + tail) or (tail == "class_path" and path.endswith("class_path"))):
         return False
@@ -199,6 +204,8 @@ class LemurCLI(LightningCLI):
         # LemurDataModule resumes mid-epoch exactly through its own state_dict (ResumableSampler),
         # which Lightning's check for a stateful DataLoader does not see.
         warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
+        # model.nonfinite_loss: skip returns None from training_step and reports the skip itself
+        warnings.filterwarnings("ignore", message=r"`training_step` returned `None`")
         self._argv = list(sys.argv[1:] if args is None else args)
         self.resumed_from: Path | None = None
         strict = {"exit_on_error": False}
@@ -391,7 +398,7 @@ def run_cli(argv: list[str] | None = None) -> int:
     except FloatingPointError as err:
         print(f"lemur: training stopped: {err}", file=sys.stderr)
         return EXIT_NONFINITE
-    except (ValueError, MisconfigurationException) as err:
+    except (ValueError, MisconfigurationException, FileNotFoundError) as err:
         if isinstance(err, SchemaError) or _started_training() or os.environ.get("LEMUR_TRACEBACK"):
             raise
         print(f"lemur: cannot start: {err}\n  (set LEMUR_TRACEBACK=1 to see where it was raised)", file=sys.stderr)

@@ -318,6 +318,10 @@ class LemurDataModule(L.LightningDataModule):
         stamp = {"file": str(docs_file.resolve()), "size": docs_file.stat().st_size, "mtime": docs_file.stat().st_mtime_ns, "tokenizer": cfg.resolved_path()}
         text = {f: self._cut(docs[f].to_pylist(), n, f"{DOCS_FILE} column '{f}'") if f in docs.column_names else None
                 for f, n in cfg.fields.items()}
+        absent = [f for f, v in text.items() if v is None]
+        if absent:
+            rank_zero_warn(f"{self.root / DOCS_FILE}: no column {absent} (data.tokenizer.fields): that field is empty in every "
+                           f"document (columns present: {docs.column_names})")
         doc_tokens = cached(self.root / ".cache", "docs", {**stamp, "fields": cfg.fields, "max_chars_per_token": MAX_CHARS_PER_TOKEN},
                             lambda: tokenize_documents(tok(), {k: v for k, v in text.items() if v is not None} or {"_": [""] * len(doc_ids)}, cfg.fields))
         queries_cut = self._cut(events["query"].to_pylist(), cfg.query_len, "events.parquet column 'query'")
