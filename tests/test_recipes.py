@@ -246,7 +246,8 @@ def test_print_config_of_the_default_recipe(capsys: pytest.CaptureFixture) -> No
     assert args["backbone"]["class_path"] == "lemur.ranking.MLPBackbone"
     assert args["optimizer"]["class_path"] == "torch.optim.AdamW"
     assert printed["data"]["class_path"] == "lemur.data.LemurDataModule"
-    assert printed["trainer"]["logger"]["class_path"] == "lightning.pytorch.loggers.MLFlowLogger"
+    assert printed["trainer"]["logger"]["class_path"] == "lemur.tracking.SafeMLFlowLogger"  # an MLFlowLogger that never stops training
+    assert printed["checkpoint"]["last_every_n_train_steps"] == 200 and printed["checkpoint"]["save_on_interrupt"] is True
     assert printed["trainer"]["logger"]["init_args"]["experiment_name"] == "lemur"
     assert printed["checkpoint"]["monitor"] == "val/auc"
     assert printed["test_after_fit"] is True
