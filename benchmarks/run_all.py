@@ -1,8 +1,9 @@
 """Run every benchmark script, one after the other (``make bench``).
 
 Each script runs in its own process with short settings (below), so the whole set takes minutes
-rather than hours on a CPU; ``--quick`` shrinks every script to seconds-long settings on the
-``tiny`` preset (a smoke run: the numbers mean little). ``--device``, ``--precision``,
+rather than hours on a CPU (~25 min on the shared, loaded 2-core CPU of 2026-11-23); ``--quick``
+shrinks every script to the smallest settings on the ``tiny`` preset (a smoke run, ~6 min there,
+most of it starting Python + Lightning processes: the numbers mean little). ``--device``, ``--precision``,
 ``--threads`` and ``--out`` are passed to every script. A failing script does not stop the
 others; the exit status is non-zero if any failed. Also writes
 ``results/run-all-<date>-<device>.json``: per script its command, exit status and wall time.
@@ -55,7 +56,7 @@ NOT_RUN = {"movielens": "a model-quality experiment (trains the MovieLens suite:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=list(SCRIPTS), help="run only these scripts")
-    parser.add_argument("--quick", action="store_true", help="seconds-long smoke settings on the tiny preset")
+    parser.add_argument("--quick", action="store_true", help="smallest smoke settings on the tiny preset")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads of every script (1 is steadier on a shared CPU)")
