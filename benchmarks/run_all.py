@@ -1,7 +1,7 @@
 """Run every benchmark script, one after the other (``make bench``).
 
 Each script runs in its own process with short settings (below), so the whole set takes minutes
-rather than hours on a CPU (~25 min on the shared, loaded 2-core CPU of 2026-11-23); ``--quick``
+rather than hours on a CPU (the four newer scripts took ~15 min on the shared, loaded 2-core CPU of 2026-11-23; history_cost adds an estimated 10-15); ``--quick``
 shrinks every script to the smallest settings on the ``tiny`` preset (a smoke run, ~6 min there,
 most of it starting Python + Lightning processes: the numbers mean little). ``--device``, ``--precision``,
 ``--threads`` and ``--out`` are passed to every script. A failing script does not stop the
