@@ -1,12 +1,13 @@
 """Run every benchmark script, one after the other (``make bench``).
 
 Each script runs in its own process with short settings (below), so the whole set takes minutes
-rather than hours on a CPU (the four newer scripts took ~15 min on the shared, loaded 2-core CPU of 2026-11-23; history_cost adds an estimated 10-15); ``--quick``
-shrinks every script to the smallest settings on the ``tiny`` preset (a smoke run, ~6 min there,
-most of it starting Python + Lightning processes: the numbers mean little). ``--device``, ``--precision``,
-``--threads`` and ``--out`` are passed to every script. A failing script does not stop the
-others; the exit status is non-zero if any failed. Also writes
-``results/run-all-<date>-<device>.json``: per script its command, exit status and wall time.
+rather than hours on a CPU (the four newer scripts took ~15 min on the shared, loaded 2-core CPU
+of 2026-11-23; history_cost adds an estimated 10-15). ``--quick`` shrinks every script to its
+smallest settings on the ``tiny`` preset: a smoke run (~6 min there, most of it starting Python +
+Lightning processes; the numbers mean little). ``--device``, ``--precision``, ``--threads`` and
+``--out`` are passed to every script. A failing script does not stop the others; the exit status
+is non-zero if any failed. Also writes ``results/run-all-<date>-<device>.json``: per script its
+command, exit status and wall time.
 
     python benchmarks/run_all.py                          # make bench
     python benchmarks/run_all.py --quick --only bank_ops throughput
