@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, Timer, add_threads_arg, device_label, machine, set_threads, write  # noqa: E402
+from common import REPO, RESULTS, Timer, add_threads_arg, device_label, machine, save_figure, set_threads, write  # noqa: E402
 
 MEMORIES_GIB = {"24 GiB host (this machine's RAM)": 24, "80 GiB (H100)": 80, "141 GiB (H200)": 141}
 HEADROOM = 1 << 30  # bytes kept free besides what a configuration needs
@@ -129,9 +129,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     ax.legend(fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

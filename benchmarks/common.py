@@ -29,6 +29,29 @@ def machine(device: str) -> dict:
     return info
 
 
+def add_recipe_args(parser) -> None:
+    """``--recipe`` (the recipe stack, default recipes/lemur.yaml) and ``--preset`` (LEMUR-Synth data)."""
+    parser.add_argument("--recipe", nargs="+", default=[str(REPO / "recipes/lemur.yaml")])
+    parser.add_argument("--preset", default="small")
+
+
+def add_run_args(parser) -> None:
+    """``--device``, ``--precision``, ``--out`` and ``--threads``: what every benchmark script takes."""
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results files")
+    add_threads_arg(parser)
+
+
+def save_figure(fig, path: Path, dpi: int = 100) -> None:
+    """Lay out, write and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
 def add_threads_arg(parser) -> None:
     """``--threads N``: torch intra-op threads (default: torch's own choice, one per core).
 

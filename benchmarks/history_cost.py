@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, Timer, add_threads_arg, build, device_label, ensure_data, machine, set_threads, write  # noqa: E402
+from common import REPO, Timer, add_recipe_args, add_run_args, build, device_label, ensure_data, machine, save_figure, set_threads, write  # noqa: E402
 
 VARIANTS = {
     "bank": [],
@@ -126,25 +126,19 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     for ax in (left, right):
         ax.grid(alpha=0.3, which="both")
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", nargs="+", default=[str(REPO / "recipes/lemur.yaml")])
-    parser.add_argument("--preset", default="small")
+    add_recipe_args(parser)
     parser.add_argument("--lengths", type=int, nargs="+", default=[0, 16, 64, 256, 1000])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--time-cap", type=float, default=60.0, help="seconds per step beyond which a variant stops growing L")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results files")
-    add_threads_arg(parser)
+    add_run_args(parser)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

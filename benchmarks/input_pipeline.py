@@ -30,7 +30,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, Timer, add_threads_arg, build, device_label, ensure_data, machine, set_threads, write  # noqa: E402
+from common import REPO, Timer, add_recipe_args, add_run_args, build, device_label, ensure_data, machine, save_figure, set_threads, write  # noqa: E402
 
 TARGET = 3.0
 
@@ -151,15 +151,12 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     ax.set(xticks=x, xticklabels=[f"num_workers={r['num_workers']}" for r in rows], ylabel="rows / s", yscale="log", title=title)
     ax.grid(alpha=0.3, axis="y", which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", nargs="+", default=[str(REPO / "recipes/lemur.yaml")])
-    parser.add_argument("--preset", default="small")
+    add_recipe_args(parser)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--batches", type=int, default=30, help="loader batches timed per setting and round")
@@ -167,10 +164,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="cProfile the in-process loader and keep its top functions")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results files")
-    add_threads_arg(parser)
+    add_run_args(parser)
     args = parser.parse_args()
     set_threads(args.threads)
     result = measure(args)

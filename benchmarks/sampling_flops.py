@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, Timer, add_threads_arg, build, device_label, ensure_data, machine, set_threads, write  # noqa: E402
+from common import REPO, Timer, add_recipe_args, add_run_args, build, device_label, ensure_data, machine, save_figure, set_threads, write  # noqa: E402
 
 VARIANTS = {"none": (1.0, 1.0), "p100_q20": (1.0, 0.2), "p20_q20": (0.2, 0.2), "p10_q10": (0.1, 0.1)}
 PAPER_GFLOPS = {"none": 4303, "p100_q20": 3232, "p20_q20": 2439, "p10_q10": 2262}  # Table 4, per batch of 2,048
@@ -144,25 +144,19 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     right.legend(fontsize=8)
     for ax in (left, right):
         ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", nargs="+", default=[str(REPO / "recipes/lemur.yaml")])
-    parser.add_argument("--preset", default="small")
+    add_recipe_args(parser)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--batches", type=int, default=2, help="distinct batches the FLOPs are counted (and the steps timed) on")
     parser.add_argument("--flop-steps", type=int, default=3, help="counted steps per batch and variant (sampling is random)")
     parser.add_argument("--steps", type=int, default=7, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results files")
-    add_threads_arg(parser)
+    add_run_args(parser)
     args = parser.parse_args()
     set_threads(args.threads)
     result = measure(args)
