@@ -129,7 +129,8 @@ def _culprits(message: str) -> list[tuple[str, str | None]]:
     pairs: list[tuple[str, str | None]] = []
     pairs += [(k, None) for k in re.findall(r"Option '([\w.]+)' is not accepted", message)]
     pairs += [(k, None) for k in re.findall(r"Key '([\w.]+)' is not expected", message)]
-    for key, value in re.findall(r'Parser key "([\w.]+)":\s*\n?\s*[^\n]*?Got value: ([^\n]+)', message):
+    pairs += [(k, None) for k in re.findall(r"does not accept option '([\w.]+)'", message)]
+    for key, value in re.findall(r'Parser key "([\w.]+)":(?:(?!Parser key).)*?Got value: ([^\n]+)', message, flags=re.S):
         inner = re.search(r"class_path='([\w.]+)'", value)
         pairs.append((key + ".class_path", inner.group(1)) if inner else (key, value.strip().strip("'\"")))
     for key, value in re.findall(r'Parser key "([\w.]+)":(?:(?!Parser key).)*?Given value: ([^\n]{1,99})\n', message + "\n", flags=re.S):
