@@ -116,6 +116,7 @@ def collect(suite_out: Path, suite: dict, facts: dict, env: dict) -> list[dict]:
             rows.append({
                 "variant": variant["name"], "seed": int(seed_dir.name[4:]),
                 "test_auc": metrics.get("test/auc"), "test_qauc": metrics.get("test/qauc"), "test_gauc": metrics.get("test/gauc"),
+                "test_auc_first_day": metrics.get("test/auc_new"),  # rows on a movie's first rated day (publish_day)
                 "auc_recomputed": auc(label, score),
                 "cold_item_auc": auc(label[cold], score[cold]), "cold_item_rows": int(cold.sum()),
                 "cold_items": int(len(np.unique(doc[cold]))),
@@ -188,11 +189,15 @@ def write_report(rows: list[dict], summary: list[dict], facts: dict, args, stem:
                      f"{fmt(s['test_gauc'], s['test_gauc_std'], n)} | {fmt(s['cold_item_auc'], s['cold_item_auc_std'], n)} | "
                      f"{fmt(s['warm_item_auc'], s['warm_item_auc_std'], n)} | {fmt(s['new_user_auc'], s['new_user_auc_std'], n)} | "
                      f"{s['train_wall_s_all_stages']:.0f} |")
-    lines += ["", "Per run:", "", "| variant | seed | test AUC | QAUC | GAUC | cold-item AUC | new-user AUC | AUC recomputed from predictions |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "Per run (train rows/s of the last stage and wall time of all stages: the machine's load changed during the "
+              "session, so compare them only between runs of one seed):", "",
+              "| variant | seed | test AUC | QAUC | GAUC | cold-item AUC | new-user AUC | AUC recomputed from predictions | "
+              "train rows/s | train s (all stages) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['seed']} | {r['test_auc']:.4f} | {r['test_qauc']:.4f} | {r['test_gauc']:.4f} | "
-                     f"{r['cold_item_auc']:.4f} | {r['new_user_auc']:.4f} | {r['auc_recomputed']:.4f} |")
+                     f"{r['cold_item_auc']:.4f} | {r['new_user_auc']:.4f} | {r['auc_recomputed']:.4f} | "
+                     f"{(r['train_rows_per_s'] or 0):.0f} | {r['train_wall_s_all_stages']:.0f} |")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     plot(summary, stem.with_suffix(".png"))
 
