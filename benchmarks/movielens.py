@@ -13,6 +13,7 @@
     python benchmarks/movielens.py                       # everything (hours on a 2-core CPU)
     python benchmarks/movielens.py --seeds 0             # one seed
     python benchmarks/movielens.py --skip-run            # only predictions + report from finished runs
+    python benchmarks/movielens.py --epochs 3            # 3 epochs per run (outputs/suites/movielens_100k_3ep, -3ep results)
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def fmt(mean: float, std: float, n: int) -> str:
     return f"{mean:.4f}" if n < 2 else f"{mean:.4f} ± {std:.4f}"
 
 
-def write_report(rows: list[dict], summary: list[dict], facts: dict, args, stem: Path) -> None:
+def write_report(rows: list[dict], summary: list[dict], facts: dict, epochs: int, stem: Path) -> None:
     payload = {"machine": machine("cpu"), "suite": str(SUITE.relative_to(REPO)), "command": " ".join(sys.argv),
                "data": json.loads((DATA / "movielens.json").read_text()), "runs": rows, "summary": summary,
                "test_days": facts["test_days"]}
@@ -175,7 +176,7 @@ def write_report(rows: list[dict], summary: list[dict], facts: dict, args, stem:
         f"{payload['data']['suggested_split']['val_rows']:,}, test {cold['test_rows']:,} (last 23 distinct days). "
         f"Cold-start items: {cold['cold_item_rows']} test rows of {cold['cold_items']} movies never rated in the training days; "
         f"new users: {cold['new_user_rows']:,} test rows of users with no training-day rating.",
-        "- Each run: `lemur fit` for 1 epoch, test on the best checkpoint by val AUC (the run summary's test/auc, qauc, gauc); "
+        f"- Each run: `lemur fit` for {epochs} epoch{'s' if epochs != 1 else ''}, test on the best checkpoint by val AUC (the run summary's test/auc, qauc, gauc); "
         "cold/warm/new-user AUCs from `lemur predict` with the same checkpoint.",
         f"- Commands: `python benchmarks/movielens.py` = `lemur run {SUITE.relative_to(REPO)}` + `lemur predict` per run; one run by hand: "
         "`lemur fit -c recipes/movielens/lemur.yaml [-c recipes/movielens/id_only.yaml] --seed_everything N`.",
@@ -231,15 +232,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wheel", default=None, help="recbole 1.2.1 wheel, if PyPI cannot be reached")
     parser.add_argument("--skip-run", action="store_true", help="do not train; report the finished runs")
     parser.add_argument("--results", default=str(RESULTS), help="where the results files go")
+    parser.add_argument("--epochs", type=int, default=None, help="train this many epochs instead of the recipe's (adds -<N>ep to the names)")
     args = parser.parse_args(argv)
     env = {**os.environ}
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{REPO / 'mlruns.db'}")
     ensure_data(args.wheel)
     suite = yaml.safe_load(SUITE.read_text())
+    if args.epochs is not None and args.out == parser.get_default("out"):
+        args.out += f"_{args.epochs}ep"
     if not args.skip_run:
         cmd = [sys.executable, "-m", "lemur.cli", "run", str(SUITE), "--out", args.out]
         if args.seeds:
             cmd += ["--seeds", args.seeds]
+        if args.epochs is not None:
+            override = Path(args.out) / "epochs.yaml"
+            override.parent.mkdir(parents=True, exist_ok=True)
+            override.write_text(f"# written by benchmarks/movielens.py --epochs\ntrainer:\n  max_epochs: {args.epochs}\n")
+            cmd += ["--config", str(override)]
         subprocess.run(cmd, check=False, cwd=REPO, env=env)
     base = yaml.safe_load((REPO / suite["base"][0]).read_text())
     facts = split_facts(base)
@@ -248,9 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         print("no finished runs to report", file=sys.stderr)
         return 1
     summary = aggregate(rows)
-    stem = Path(args.results) / f"movielens-100k-{machine('cpu')['date']}-{device_label('cpu')}"
+    epochs = args.epochs if args.epochs is not None else base["trainer"]["max_epochs"]
+    suffix = f"-{args.epochs}ep" if args.epochs is not None else ""
+    stem = Path(args.results) / f"movielens-100k{suffix}-{machine('cpu')['date']}-{device_label('cpu')}"
     stem.parent.mkdir(parents=True, exist_ok=True)
-    write_report(rows, summary, facts, args, stem)
+    write_report(rows, summary, facts, epochs, stem)
     print(stem.with_suffix(".md").read_text())
     return 0
 

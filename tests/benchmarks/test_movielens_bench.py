@@ -72,7 +72,7 @@ def test_report_from_finished_runs(bench, tmp_path: Path, monkeypatch) -> None:
     assert by["two_stage"]["train_wall_s_all_stages"] == 20.0  # both stages count
     assert by["id_only"]["cold_item_rows"] == int(cold.sum()) and by["id_only"]["test_rows"] == len(test)
     summary = bench.aggregate(rows)
-    bench.write_report(rows, summary, facts, None, tmp_path / "report")
+    bench.write_report(rows, summary, facts, 1, tmp_path / "report")
     text = (tmp_path / "report.md").read_text()
     assert "| end_to_end | 1 | 0.7000 |" in text and "cold-item AUC" in text
     assert (tmp_path / "report.png").stat().st_size > 1000 and (tmp_path / "report.csv").exists()
