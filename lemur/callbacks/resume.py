@@ -14,6 +14,7 @@ import random
 import signal
 import sys
 import threading
+from weakref import proxy
 
 import lightning as L
 import numpy as np
@@ -104,6 +105,23 @@ class LemurCheckpoint(ModelCheckpoint):
             self.save_last = save_last
             self._last_global_step_saved = previous
         self._last_step_saved_last = trainer.global_step
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        """Write ``filepath`` atomically: into ``<filepath>.partial`` in the same folder, then renamed
+        over it (Lightning's own write moves a temporary file from the system temp folder, which is
+        a copy, not a rename, when that is another file system)."""
+        if "://" in str(filepath):
+            return super()._save_checkpoint(trainer, filepath)
+        partial = f"{filepath}.partial"
+        trainer.save_checkpoint(partial, self.save_weights_only)
+        if trainer.is_global_zero:
+            os.replace(partial, filepath)
+        trainer.strategy.barrier("lemur_checkpoint_rename")
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
 
     # ------------------------------------------------------------------ RNG states
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
