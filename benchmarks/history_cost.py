@@ -50,9 +50,9 @@ def naive_history(model, store):
             return read(batch, name, keep)
         uniq, inverse = torch.unique(ids, return_inverse=True)
         docs = {k: v.to(ids.device) for k, v in store.documents(uniq.cpu().numpy()).items()}
-        vectors = model.doc_encoder(docs)[inverse]  # [B, L, dim], with gradient
-        items = model.history_proj(vectors) if model.history_proj is not None else None
-        return items, mask, vectors[:, :keep] if keep else None
+        vectors = model.doc_encoder(docs)  # [U, dim], with gradient
+        table = model.history_proj(vectors) if model.history_proj is not None else None
+        return table, inverse, mask, vectors[inverse[:, :keep]] if keep else None
 
     model._history_items = history_items
 

@@ -289,17 +289,18 @@ class LemurRanker(RankingSystem):
             raise ValueError(f"model.memory_bank.init_args.capacity={self.memory_bank.capacity} is smaller than the dataset's "
                              f"{num_docs} documents: set it to at least {num_docs}")
 
-    def _history_items(self, batch: dict[str, torch.Tensor], name: str, keep: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``(items [B, L, token_dim], mask [B, L], bank vectors [B, keep, bank.dim] or None)`` of one history.
+    def _history_items(self, batch: dict[str, torch.Tensor], name: str, keep: int = 0) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(table [U, token_dim], index [B, L], mask [B, L], bank vectors [B, keep, bank.dim] or None)`` of one history.
 
-        With a bank, each distinct document of the batch's history is read and projected once
-        and then gathered (a 1,000-long history repeats documents across rows), so the cost
-        grows with the distinct documents, not with ``B x L``.
+        The items are ``table[index]``: each distinct document of the batch's history is read (bank)
+        or embedded (ID) and projected once, and the decoders gather (or, like mean pooling, reduce
+        without gathering), so the cost grows with the distinct documents, not with ``B x L``.
+        ``table`` is None when no decoder needs it (a bank without history decoders).
         """
         ids, mask = batch[f"hist_{name}"], batch[f"hist_{name}_mask"].bool()
-        if self.memory_bank is None:
-            return self.ids.doc_items(ids), mask, None
         docs, inverse = torch.unique(ids, return_inverse=True)
+        if self.memory_bank is None:
+            return self.ids.doc_items(docs), inverse, mask, None
         vectors, valid = self.memory_bank.read(docs, dtype=self.doc_proj.weight.dtype)
         if self.training:
             self.memory_bank.count_reads(docs, torch.bincount(inverse[mask], minlength=len(docs)))
@@ -307,8 +308,8 @@ class LemurRanker(RankingSystem):
         if self.training and mask.any():
             self.bank_stats[f"coverage_{name}"] = (valid & mask).sum() / mask.sum()
         mask = mask & valid
-        items = self.history_proj(vectors)[inverse] if self.history_proj is not None else None
-        return items, mask, vectors[inverse[:, :keep]] if keep else None
+        table = self.history_proj(vectors) if self.history_proj is not None else None
+        return table, inverse, mask, vectors[inverse[:, :keep]] if keep else None
 
     def feature_tokens(self, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]) -> torch.Tensor:
         """All feature tokens of a batch: ``[B, num_tokens, token_dim]``."""
@@ -326,9 +327,9 @@ class LemurRanker(RankingSystem):
         extra = []
         if len(self.histories):
             query = self.global_token(tokens.mean(1)) if self.global_token is not None else tokens.mean(1)
-            extra += [dec(query, histories[name][0], histories[name][1]) for name, dec in self.histories.items()]
+            extra += [dec.forward_indexed(query, *histories[name][:3]) for name, dec in self.histories.items()]
         if self.similarity is not None:
-            _, mask, vectors = histories["long"]
+            _, _, mask, vectors = histories["long"]
             extra.append(self.similarity_proj(self.similarity(content["doc"], vectors, mask[:, : vectors.shape[1]])))
         if extra:
             tokens = torch.cat([tokens, torch.stack(extra, dim=1)], dim=1)

@@ -97,7 +97,7 @@ def test_training_step_writes_before_reading_histories(batch) -> None:
     hist, mask = batch["hist_long"], batch["hist_long_mask"]
     in_batch = torch.isin(hist, batch["doc_index"]) & mask
     assert in_batch.any(), "the fixture should have re-clicked documents"
-    _, read_mask, vectors = model._history_items(batch, "long", keep=batch["hist_long"].shape[1])
+    _, _, read_mask, vectors = model._history_items(batch, "long", keep=batch["hist_long"].shape[1])
     lookup = dict(zip(content["fresh_ids"].tolist(), content["fresh_doc"]))
     for b, j in in_batch.nonzero().tolist():
         torch.testing.assert_close(vectors[b, j], lookup[int(hist[b, j])])
@@ -111,7 +111,7 @@ def test_reads_carry_no_gradient_to_history_documents(batch) -> None:
     model.train()
     model.memory_bank.write(torch.arange(40), torch.randn(40, 24), step=0)
     content = model.encode(batch)
-    _, _, vectors = model._history_items(batch, "long", keep=batch["hist_long"].shape[1])
+    _, _, _, vectors = model._history_items(batch, "long", keep=batch["hist_long"].shape[1])
     assert not vectors.requires_grad and content["doc"].requires_grad
 
 
@@ -188,10 +188,11 @@ def test_history_items_equal_a_slot_by_slot_projection(batch) -> None:
     model = build()
     model.train()
     model.memory_bank.write(torch.arange(0, 40, 2), torch.randn(20, 24), step=0)  # half the documents
-    items, mask, vectors = model._history_items(batch, "long", keep=3)
+    table, index, mask, vectors = model._history_items(batch, "long", keep=3)
     ids = batch["hist_long"]
     expected = model.history_proj(model.memory_bank.table[ids])
-    torch.testing.assert_close(items, expected)
+    torch.testing.assert_close(table[index], expected)
+    assert len(table) == len(set(ids.flatten().tolist()))  # each distinct document read and projected once
     assert torch.equal(mask, batch["hist_long_mask"] & (ids % 2 == 0))
     torch.testing.assert_close(vectors, model.memory_bank.table[ids[:, :3]])
     reads = torch.bincount(ids[batch["hist_long_mask"]], minlength=40)
