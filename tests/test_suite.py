@@ -250,3 +250,56 @@ def test_flops_per_row_follow_the_sampling(tmp_path: Path, monkeypatch: pytest.M
     assert full["flops_per_row"] > 1.5 * sampled["flops_per_row"] > 0
     assert full["params"]["total"] == sampled["params"]["total"]
     assert json.loads((opts.out / "p20_q20" / "flops.json").read_text()) == sampled
+
+
+# ------------------------------------------------------------------------------ --jobs
+FAKE_FIT = """
+import json, os, sys, time
+folder, fail = sys.argv[1], sys.argv[2] == "1"
+start = time.time()
+time.sleep(1.0)
+if fail:
+    sys.exit(3)
+json.dump({"status": "tested", "run_id": os.path.basename(folder), "metrics": {"test/auc": 0.5},
+           "start": start, "end": time.time(), "threads": os.environ.get("OMP_NUM_THREADS")}, open(os.path.join(folder, "metrics.json"), "w"))
+"""
+
+
+def test_jobs_run_chains_at_once_keeping_stage_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--jobs 2: two (variant, seed) chains overlap, stages of one chain stay in order, a failed stage
+    skips its later stages only, each run gets cpu_count // 2 threads, and a re-run skips finished runs."""
+    import lemur.suite as suite_mod
+
+    path = tmp_path / "s.yaml"
+    path.write_text(TWO_STAGE + "  - name: plain\n")
+    suite = load_suite(path, root=REPO)
+    suite.seeds = [0, 1]
+    out = tmp_path / "out"
+
+    def fake_command(suite, opts, variant, seed, stage):
+        folder = run_dir(opts.out, variant, seed, stage)
+        fail = variant.name == "two_stage" and seed == 1 and stage.name == "pretrain"
+        return [sys.executable, "-c", FAKE_FIT, str(folder), "1" if fail else "0"]
+
+    monkeypatch.setattr(suite_mod, "build_command", fake_command)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(suite_mod, "_ensure_experiment", lambda name: None)
+    status = suite_mod.run_suite(suite, Options(out=out, jobs=2))
+    v = {x.name: x for x in suite.variants}
+    rec = lambda name, seed, stage: json.loads((run_dir(out, v[name], seed, v[name].stages[[s.name for s in v[name].stages].index(stage)]) / "metrics.json").read_text())
+    assert len(status["done"]) == 4 and len(status["failed"]) == 2 and not status["skipped"]  # seed 1: pretrain failed, rank skipped
+    assert not (run_dir(out, v["two_stage"], 1, v["two_stage"].stages[1]) / "metrics.json").exists()
+    assert rec("two_stage", 0, "rank")["start"] >= rec("two_stage", 0, "pretrain")["end"]
+    spans = [(rec(n, s, st)["start"], rec(n, s, st)["end"]) for n, s, st in
+             [("two_stage", 0, "pretrain"), ("two_stage", 0, "rank"), ("plain", 0, "fit"), ("plain", 1, "fit")]]
+    assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1:]), "no two runs overlapped"
+    assert rec("plain", 1, "fit")["threads"] == str(max(1, (os.cpu_count() or 1) // 2))
+
+    again = suite_mod.run_suite(suite, Options(out=out, jobs=2))
+    assert len(again["skipped"]) == 4 and len(again["failed"]) == 2 and not again["done"]
+
+
+def test_jobs_must_be_positive(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "lemur.cli", "run", "recipes/suites/table3_two_stage_vs_e2e.yaml", "--jobs", "0",
+                           "--dry-run", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--jobs: expected a positive integer, got 0" in done.stderr
