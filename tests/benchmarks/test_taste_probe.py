@@ -1,0 +1,49 @@
+"""benchmarks/taste_probe.py: taste labels come from the marker words, the probe runs on tiny and writes its files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+def test_taste_labels_follow_the_marker_words(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from taste_probe import taste_labels
+
+    (tmp_path / "synth.json").write_text(json.dumps({"vocabulary": {"text_taste_markers": [["aa", "bb"], ["cc"]]}}))
+    ocr = ["x aa y", "cc cc", "nothing here", None, "aa cc"]  # no marker, null, and two tastes are left out
+    pq.write_table(pa.table({"doc_id": list(range(5)), "ocr": ocr}), tmp_path / "docs.parquet")
+    assert taste_labels(tmp_path) == ([0, 1], [0, 1])
+
+
+def test_probe_runs_on_tiny_with_a_checkpoint(tmp_path: Path) -> None:
+    import torch
+
+    from lemur.data.synth import PRESETS, generate
+
+    generate(PRESETS["tiny"], tmp_path / "tiny", progress=False)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from common import build
+
+    model, _ = build([str(REPO / "recipes/lemur.yaml"), str(REPO / "recipes/tiny.yaml")], ["--data.init_args.root", str(tmp_path / "tiny")])
+    ckpt = tmp_path / "enc.ckpt"
+    torch.save({"state_dict": {k: v.clone() for k, v in model.state_dict().items()}}, ckpt)
+    cmd = [sys.executable, str(REPO / "benchmarks/taste_probe.py"), "--recipe", "recipes/lemur.yaml", "recipes/tiny.yaml",
+           "--data", str(tmp_path / "tiny"), "--checkpoint", f"saved={ckpt}", "--out", str(tmp_path / "out")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [result] = (tmp_path / "out").glob("taste-probe-*.json")
+    payload = json.loads(result.read_text())
+    rows = {r["encoder"]: r for r in payload["rows"]}
+    assert rows["marker-word counts (ceiling)"]["accuracy"] == 1.0  # the label is read off these counts
+    assert set(rows) == {"marker-word counts (ceiling)", "random init", "saved"}
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows.values()) and payload["labelled_docs"] > 50
+    assert result.with_suffix(".csv").exists() and result.with_suffix(".png").stat().st_size > 1000
+    bad = subprocess.run(cmd[:-4] + ["--checkpoint", "x=/no/such.ckpt"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert bad.returncode != 0 and "expected NAME=PATH of an existing checkpoint file" in bad.stderr
