@@ -50,7 +50,8 @@ SCRIPTS: dict[str, dict[str, list[str]]] = {
         "quick": [*TINY_MODEL, "--batch-sizes", "16", "64", "--steps", "1", "--warmup", "0", "--rounds", "1"],
     },
 }
-NOT_RUN = {"movielens": "a model-quality experiment (trains the MovieLens suite: hours on a CPU), run on its own"}
+NOT_RUN = {"movielens": "a model-quality experiment (trains the MovieLens suite: hours on a CPU), run on its own",
+           "taste_probe": "a diagnostic of trained checkpoints (--checkpoint NAME=PATH), run after the suites that make them"}
 """Scripts in benchmarks/ that ``make bench`` leaves out, and why."""
 
 
