@@ -405,6 +405,9 @@ def collect(suite: Suite, out: Path) -> list[dict]:
             row[m] = values
             row[f"{m}_mean"] = statistics.fmean(values) if values else math.nan
             row[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else math.nan
+        new = [r["metrics"]["test/auc_new"] for r in records.values() if "test/auc_new" in r.get("metrics", {})]
+        row["auc_new_mean"] = statistics.fmean(new) if new else math.nan  # AUC on rows whose document is new on the test day
+        row["auc_new_std"] = statistics.stdev(new) if len(new) > 1 else math.nan
         for kind in ("total", "trainable"):
             counts = [r.get("params", {}).get(kind) for r in records.values()]
             row["params" if kind == "total" else "trainable_params"] = counts[0] if counts and counts[0] is not None else None
@@ -501,11 +504,12 @@ def render_markdown(suite: Suite, rows: list[dict], machine: str) -> str:
               f"reference row `{suite.reference}`; {machine}.",
               "Test-day metrics of each run's best checkpoint (of the last stage); mean ± sample std over seeds; "
               "Δ = relative change of the mean vs the reference row (as the paper reports); "
+              "AUC new docs: AUC on the test rows whose document was published on the test day (never seen in training); "
               "train rows/s of the last stage, comparable only within one report (same machine, same session)"
               + ("; train MFLOPs/row: forward + backward of one training step, counted with torch's FlopCounterMode "
                  "on one real batch (lemur.profiling)" if any(not math.isnan(r["mflops_per_row"]) for r in rows) else "") + ".", ""]
     show_flops = any(not math.isnan(r["mflops_per_row"]) for r in rows)
-    head = "| variant | runs | AUC | ΔAUC | QAUC | ΔQAUC | GAUC | ΔGAUC | params (trainable) |" + (" train MFLOPs/row |" if show_flops else "") + " train rows/s |"
+    head = "| variant | runs | AUC | ΔAUC | QAUC | ΔQAUC | GAUC | ΔGAUC | AUC new docs | params (trainable) |" + (" train MFLOPs/row |" if show_flops else "") + " train rows/s |"
     lines += [head, "|---|" + "---:|" * (head.count("|") - 2)]
     for r in rows:
         flops = ("n/a" if math.isnan(r["mflops_per_row"]) else f"{r['mflops_per_row']:.1f}") + " | " if show_flops else ""
@@ -513,7 +517,8 @@ def render_markdown(suite: Suite, rows: list[dict], machine: str) -> str:
         rate = "n/a" if math.isnan(r["train_rows_per_s"]) else f"{r['train_rows_per_s']:.0f}"
         lines.append(f"| {r['variant']} | {r['runs']} | {_pm(r['auc_mean'], r['auc_std'])} | {_pct(r['auc_delta_pct'])} | "
                      f"{_pm(r['qauc_mean'], r['qauc_std'])} | {_pct(r['qauc_delta_pct'])} | "
-                     f"{_pm(r['gauc_mean'], r['gauc_std'])} | {_pct(r['gauc_delta_pct'])} | {params} | {flops}{rate} |")
+                     f"{_pm(r['gauc_mean'], r['gauc_std'])} | {_pct(r['gauc_delta_pct'])} | {_pm(r['auc_new_mean'], r['auc_new_std'])} | "
+                     f"{params} | {flops}{rate} |")
     variants = {v.name: v for v in suite.variants}
     lines += ["", "Recipes per variant (after the base " + ", ".join(f"`{b}`" for b in suite.base) + "):", ""]
     for r in rows:
@@ -540,7 +545,7 @@ def write_report(suite: Suite, out: Path, prefix: Path | None = None, log_to_mlf
     paths = {"md": prefix.with_suffix(".md"), "csv": prefix.with_suffix(".csv"), "png": prefix.with_suffix(".png")}
     stream = collect_streaming(suite, out)
     paths["md"].write_text(render_markdown(suite, rows, machine) + (render_streaming(stream) if stream else ""))
-    columns = ["variant", "runs"] + [f"{m}_{k}" for m in METRICS for k in ("mean", "std", "delta_pct")] + ["params", "trainable_params", "mflops_per_row", "train_rows_per_s"]
+    columns = ["variant", "runs"] + [f"{m}_{k}" for m in METRICS for k in ("mean", "std", "delta_pct")] + ["auc_new_mean", "auc_new_std", "params", "trainable_params", "mflops_per_row", "train_rows_per_s"]
     table = pa.table({c: [r[c] for r in rows] for c in columns} | {"seeds": [" ".join(map(str, r["seeds"])) for r in rows],
                                                                    "run_ids": [" ".join(x or "" for x in r["run_ids"]) for r in rows]})
     pacsv.write_csv(table, paths["csv"])

@@ -158,7 +158,7 @@ def _record(folder: Path, auc: float, qauc: float, gauc: float, rate: float = 10
     folder.mkdir(parents=True, exist_ok=True)
     folder.joinpath("metrics.json").write_text(json.dumps({
         "status": "tested", "run_id": folder.name, "params": {"total": 2_000_000, "trainable": 1_500_000},
-        "metrics": {"test/auc": auc, "test/qauc": qauc, "test/gauc": gauc}, "phases": {"train": {"rows_per_s": rate}}}))
+        "metrics": {"test/auc": auc, "test/qauc": qauc, "test/gauc": gauc, "test/auc_new": auc - 0.1}, "phases": {"train": {"rows_per_s": rate}}}))
 
 
 def test_report_aggregates_seeds_and_deltas(tmp_path: Path) -> None:
@@ -184,6 +184,8 @@ def test_report_aggregates_seeds_and_deltas(tmp_path: Path) -> None:
     assert "| base | 2 | 0.7100 ± 0.0141 | +0.00% | 0.6100 ± 0.0141 |" in md
     assert "| other | 1 | 0.7700 | +8.45% | 0.6600 | +8.20% |" in md
     assert "2.00M (1.50M)" in md
+    assert "| +0.00% | 0.6100 ± 0.0141 | 2.00M (1.50M) |" in md  # ΔGAUC, then AUC on new documents (auc - 0.1 here)
+    assert rows["base"]["auc_new_mean"] == pytest.approx(0.61)
     import pyarrow.csv as pacsv
 
     table = pacsv.read_csv(paths["csv"])
