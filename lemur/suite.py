@@ -194,6 +194,8 @@ class Options:
     dry_run: bool = False
     jobs: int = 1
     """(variant, seed) chains run at once (``--jobs``)."""
+    progress_every_s: float = 60.0
+    """Seconds between two progress lines of a running run (0 = none); not with ``verbose``."""
 
 
 def run_dir(out: Path, variant: Variant, seed: int, stage: Stage) -> Path:
@@ -248,6 +250,27 @@ def build_command(suite: Suite, opts: Options, variant: Variant, seed: int, stag
 
 def _fmt_seconds(s: float) -> str:
     return f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
+def progress_line(record: dict, elapsed: float) -> str | None:
+    """``step 320/862 (37%), 3m10s, ~5m20s left`` from a running run's ``metrics.json`` progress, or None."""
+    progress = record.get("progress")
+    if not progress:
+        return None
+    step, total = progress.get("step", 0), progress.get("total_steps")
+    text = f"step {step}" + (f"/{total} ({min(step / total, 0.99):.0%})" if total else "") + f", {_fmt_seconds(elapsed)}"
+    train_s = progress.get("train_seconds") or 0.0
+    if total and step > 0 and train_s > 0:
+        text += f", ~{_fmt_seconds(max(total - step, 0) * train_s / step)} of training left"
+    return text
+
+
+def _report_progress(label: str, folder: Path, start: float, done: threading.Event, every: float, say) -> None:
+    """Print where a run is every ``every`` seconds until ``done`` (its output goes to log.txt only)."""
+    while not done.wait(every):
+        line = progress_line(read_record(folder), time.perf_counter() - start)
+        if line:
+            say(f"{label}: {line}")
 
 
 def _chains(suite: Suite) -> list[list[tuple[int, Variant, int, Stage]]]:
@@ -320,6 +343,9 @@ def run_suite(suite: Suite, opts: Options) -> dict:
             resumed = " (resuming)" if "--ckpt_path" in cmd or "--trainer.logger.init_args.run_id" in cmd else ""
             say(f"{label}: running{resumed}, log {folder / 'log.txt'}")
             start = time.perf_counter()
+            done = threading.Event()
+            if not opts.verbose and opts.progress_every_s > 0:
+                threading.Thread(target=_report_progress, args=(label, folder, start, done, opts.progress_every_s, say), daemon=True).start()
             with open(folder / "log.txt", "a") as log:
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
                 for line in proc.stdout:  # text mode: a progress bar's \r updates arrive as lines too
@@ -328,6 +354,7 @@ def run_suite(suite: Suite, opts: Options) -> dict:
                     if opts.verbose:
                         sys.stdout.write(line)
                 code = proc.wait()
+            done.set()
             took = _fmt_seconds(time.perf_counter() - start)
             result = read_record(folder)
             if code != 0 or result.get("status") != "tested":
@@ -630,6 +657,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--report-only", action="store_true", help="do not run anything; rebuild the report from finished runs")
     parser.add_argument("--dry-run", action="store_true", help="print the command of every unfinished run and exit")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
+    parser.add_argument("--progress-every", type=float, default=60.0, metavar="SECONDS",
+                        help="print each running run's step and time left this often (default 60; 0 = never)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="run N (variant, seed) chains at once, each with cpu_count/N torch threads unless OMP_NUM_THREADS is set "
                              "(2 on a 2-core CPU gives ~1.2x the runs per hour of 1; with GPUs run one suite per GPU instead, "
@@ -670,7 +699,7 @@ def main(argv: list[str]) -> int:
         parser.error(f"--jobs: expected a positive integer, got {args.jobs}")
     out = Path(args.out) if args.out else Path("outputs") / "suites" / suite.name
     extra_args = list(extra) + (["--data.init_args.root", args.data] if args.data else [])
-    opts = Options(out, args.config, extra_args, args.max_steps, args.verbose, args.fail_fast, args.dry_run, args.jobs)
+    opts = Options(out, args.config, extra_args, args.max_steps, args.verbose, args.fail_fast, args.dry_run, args.jobs, args.progress_every)
     status = {"done": [], "skipped": [], "failed": []}
     if not args.report_only:
         run_suite_on = suite

@@ -305,3 +305,41 @@ def test_jobs_must_be_positive(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "lemur.cli", "run", "recipes/suites/table3_two_stage_vs_e2e.yaml", "--jobs", "0",
                            "--dry-run", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--jobs: expected a positive integer, got 0" in done.stderr
+
+
+# ------------------------------------------------------------------------------ progress
+def test_progress_line_from_a_running_record() -> None:
+    from lemur.suite import progress_line
+
+    assert progress_line({"status": "running"}, 5.0) is None
+    line = progress_line({"progress": {"step": 200, "total_steps": 800, "train_seconds": 100.0}}, 130.0)
+    assert line == "step 200/800 (25%), 2m10s, ~5m00s of training left"
+    assert progress_line({"progress": {"step": 900, "total_steps": 800, "train_seconds": 10.0}}, 1.0).startswith("step 900/800 (99%)")
+    assert progress_line({"progress": {"step": 3, "total_steps": None}}, 61.0) == "step 3, 1m01s"
+
+
+def test_run_summary_writes_progress_while_training(tmp_path: Path) -> None:
+    """RunSummary refreshes `progress` in metrics.json during fit (what `lemur run` prints), then the test record."""
+    from lemur.callbacks.summary import RunSummary
+    from lemur.data.synth import PRESETS, generate
+    from lemur.trainer_cli import LemurCLI
+
+    generate(PRESETS["tiny"], tmp_path / "tiny", progress=False)
+    metrics = tmp_path / "m.json"
+    seen: list[dict] = []
+
+    class Spy(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if metrics.exists():
+                seen.append(json.loads(metrics.read_text()).get("progress"))
+
+    cli = LemurCLI(args=["-c", str(REPO / "recipes/lemur.yaml"), "-c", str(REPO / "recipes/tiny.yaml"), "--data.init_args.root", str(tmp_path / "tiny"),
+                         "--trainer.logger", "false", "--summary.metrics_file", str(metrics), "--summary.progress_every_s", "1e-6",
+                         "--trainer.default_root_dir", str(tmp_path), "--checkpoint.dirpath", str(tmp_path / "ckpt")], run=False)
+    cli.trainer.callbacks.append(Spy())
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    steps = [p["step"] for p in seen if p]
+    assert steps == sorted(steps) and steps[-1] == cli.trainer.max_steps and len(set(steps)) > 1
+    assert seen[-1]["total_steps"] == cli.trainer.max_steps and seen[-1]["train_seconds"] >= 0
+    with pytest.raises(ValueError, match="progress_every_s must be > 0"):
+        RunSummary(progress_every_s=0)

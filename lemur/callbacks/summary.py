@@ -7,6 +7,7 @@ total per phase (rows, seconds, rows/s) next to the final metrics, so this is ke
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -21,14 +22,21 @@ class RunSummary(L.Callback):
         metrics_file: optional JSON file (``--summary.metrics_file``) for programs driving the
             CLI, e.g. ``lemur run``: written when fit starts (``status: running``, the MLflow
             run and parameter counts) and after each test (``status: tested`` + the test metrics
-            and the throughput of each phase).
+            and the throughput of each phase); while training, ``progress`` (optimizer step, the
+            estimated total, epoch) is refreshed every ``progress_every_s`` seconds, which is how
+            ``lemur run`` shows how far each run is.
+        progress_every_s: seconds between two ``progress`` writes of ``metrics_file``.
     """
 
-    def __init__(self, metrics_file: str | None = None) -> None:
+    def __init__(self, metrics_file: str | None = None, progress_every_s: float = 30.0) -> None:
+        if not progress_every_s > 0:
+            raise ValueError(f"summary.progress_every_s must be > 0, got {progress_every_s!r}")
         self.phases: dict[str, dict[str, float]] = {}
         self._start: dict[str, float] = {}
         self.metrics_file = metrics_file
+        self.progress_every_s = progress_every_s
         self._record: dict = {}
+        self._last_progress = 0.0
 
     @rank_zero_only
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, **fields) -> None:
@@ -72,6 +80,13 @@ class RunSummary(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self._count(trainer, "train", batch)
+        now = time.perf_counter()
+        if self.metrics_file is not None and now - self._last_progress >= self.progress_every_s:
+            self._last_progress = now
+            total = trainer.estimated_stepping_batches
+            self._write(trainer, pl_module, progress={
+                "step": trainer.global_step, "total_steps": int(total) if math.isfinite(total) else None,
+                "epoch": trainer.current_epoch, "train_seconds": round(now - self._start.get("train", now), 1)})
 
     def on_train_end(self, trainer, pl_module):
         self._end(trainer, "train")
