@@ -104,6 +104,17 @@ def write(name: str, payload: dict, device: str, out: Path = RESULTS) -> Path:
     return path
 
 
+def timed_step(model, opt, batch: dict, index: int, autocast, device: str) -> float:
+    """Seconds of one training step of ``model`` (forward under ``autocast``, backward, optimizer step)."""
+    with Timer(device) as t:
+        with autocast:
+            loss = model.training_step(batch, index)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return t.seconds
+
+
 class Timer:
     """Wall time of a block; synchronises CUDA so GPU timings are real."""
 

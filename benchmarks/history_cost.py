@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, Timer, add_recipe_args, add_run_args, build, device_label, ensure_data, machine, save_figure, set_threads, write  # noqa: E402
+from common import REPO, add_recipe_args, add_run_args, build, device_label, ensure_data, machine, save_figure, set_threads, timed_step, write  # noqa: E402
 
 VARIANTS = {
     "bank": [],
@@ -93,14 +93,9 @@ def paired(args) -> dict:
     times = {L: [] for L in batches}
     for i in range(args.warmup + args.steps):
         for L, batch in (batches.items() if i % 2 == 0 else reversed(batches.items())):  # alternate which goes first
-            with Timer(args.device) as t:
-                with autocast:
-                    loss = model.training_step(batch, i)
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+            seconds = timed_step(model, opt, batch, i, autocast, args.device)
             if i >= args.warmup:
-                times[L].append(t.seconds)
+                times[L].append(seconds)
     short, long_ = times[0], times[args.length]
     result = {"variant": args.variant, "L": args.length, "batch_size": len(first["label"]), "pairs": len(short),
               "step_s_L0": float(np.median(short)), "step_s_L": float(np.median(long_)),
@@ -138,15 +133,10 @@ def one(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     times = []
     for i in range(args.warmup + args.steps):
-        with Timer(args.device) as t:
-            with autocast:
-                loss = model.training_step(batch, i)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+        seconds = timed_step(model, opt, batch, i, autocast, args.device)
         if i >= args.warmup:
-            times.append(t.seconds)
-        if t.seconds > args.time_cap:
+            times.append(seconds)
+        if seconds > args.time_cap:
             break
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
     result = {"variant": args.variant, "L": L, "batch_size": b, "step_s": float(np.median(times)) if times else None,

@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, Timer, add_recipe_args, add_run_args, build, device_label, ensure_data, machine, save_figure, set_threads, write  # noqa: E402
+from common import REPO, add_recipe_args, add_run_args, build, device_label, ensure_data, machine, save_figure, set_threads, timed_step, write  # noqa: E402
 
 VARIANTS = {"none": (1.0, 1.0), "p100_q20": (1.0, 0.2), "p20_q20": (0.2, 0.2), "p10_q10": (0.1, 0.1)}
 PAPER_GFLOPS = {"none": 4303, "p100_q20": 3232, "p20_q20": 2439, "p10_q10": 2262}  # Table 4, per batch of 2,048
@@ -79,14 +79,9 @@ def measure(args) -> dict:
         for name in args.variants:  # interleaved: every variant sees the same machine load
             model.sampling = Sampling(*VARIANTS[name])
             batch = batches[i % len(batches)]
-            with Timer(args.device) as t:
-                with autocast:
-                    loss = model.training_step(batch, i)
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+            seconds = timed_step(model, opt, batch, i, autocast, args.device)
             if i >= args.warmup:
-                times[name].append(t.seconds)
+                times[name].append(seconds)
                 encoded[name].append(float(model.bank_stats["encoded_rows"]))
 
     rows = []
