@@ -32,8 +32,13 @@ def test_forward_shape_no_projection_when_t_divides_d() -> None:
 def test_input_projection_fits_the_mixing_rule(t: int, d: int, kwargs: dict, expect: tuple[int, int]) -> None:
     model = RankMixerBackbone(t, d, num_layers=1, **kwargs)
     assert (model.mix_tokens, model.hidden_dim) == expect
-    assert model.input_proj is not None and model.input_proj.in_features == t * d
-    assert model.input_proj.out_features == expect[0] * expect[1]
+    if expect[0] == t:  # same token count: each token is widened on its own (shared Linear(D -> D'))
+        assert model.per_token_proj and (model.input_proj.in_features, model.input_proj.out_features) == (d, expect[1])
+    else:  # a different token count: the flattened tokens are re-tokenised
+        assert not model.per_token_proj and model.input_proj.in_features == t * d
+        assert model.input_proj.out_features == expect[0] * expect[1]
+    out = model(torch.randn(3, t, d))
+    assert out.shape == (3,) and torch.isfinite(out).all()
     assert model(torch.randn(2, t, d)).shape == (2,)
 
 
