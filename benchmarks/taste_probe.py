@@ -11,6 +11,8 @@ documents, scoring the other 20%. A randomly initialised encoder and the bag of 
 
     python benchmarks/taste_probe.py --checkpoint e2e=outputs/.../last.ckpt --checkpoint two_stage=outputs/.../last.ckpt
 
+Needs scikit-learn (the `test` extra, which `make` installs).
+
 Writes ``results/taste-probe-<date>-cpu.json`` + ``.csv`` + ``.png``.
 """
 
