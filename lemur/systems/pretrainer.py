@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lemur.encoders.base import TextEncoder
@@ -17,7 +16,7 @@ from lemur.systems.base import RankingSystem, _adamw
 class ContrastivePretrainer(RankingSystem):
     """Trains ``query_encoder`` and ``doc_encoder`` on SQDC alone (the paper's two-stage
     baseline pretrains "the same Transformer, text and SQDC loss"). Validation/test score
-    rows by ``cos(q, d)``, so QAUC shows how well query-document matching alone ranks clicks.
+    rows by ``cos(q, d)`` (in the SQDC head's space when it has one), so QAUC shows how well query-document matching alone ranks clicks.
     Its checkpoint feeds ``LemurRanker(encoder_checkpoint=..., freeze_encoders=True)``.
     """
 
@@ -33,6 +32,8 @@ class ContrastivePretrainer(RankingSystem):
         super().__init__(nonfinite_loss=nonfinite_loss)
         if query_encoder.out_dim != doc_encoder.out_dim:
             raise ValueError(f"model.query_encoder.out_dim={query_encoder.out_dim} != model.doc_encoder.out_dim={doc_encoder.out_dim}")
+        if sqdc.head is not None and sqdc.input_dim != doc_encoder.out_dim:
+            raise ValueError(f"model.sqdc.init_args.input_dim={sqdc.input_dim} must equal model.doc_encoder.out_dim={doc_encoder.out_dim}")
         self.save_hyperparameters()
         self.query_encoder, self.doc_encoder, self.sqdc = query_encoder, doc_encoder, sqdc
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
@@ -42,7 +43,7 @@ class ContrastivePretrainer(RankingSystem):
 
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         q, d = self.encode(batch)
-        return F.cosine_similarity(q.float(), d.float(), dim=-1)
+        return self.sqdc.similarity(q, d)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         q, d = self.encode(batch)

@@ -177,6 +177,9 @@ class LemurRanker(RankingSystem):
         if sqdc is not None and query_encoder.out_dim != doc_encoder.out_dim:
             raise ValueError(f"model.sqdc compares query and document vectors, but model.query_encoder.out_dim={query_encoder.out_dim} "
                              f"!= model.doc_encoder.out_dim={doc_encoder.out_dim}; make them equal")
+        if sqdc is not None and sqdc.head is not None and sqdc.input_dim != doc_encoder.out_dim:
+            raise ValueError(f"model.sqdc.init_args.input_dim={sqdc.input_dim} must equal model.doc_encoder.out_dim={doc_encoder.out_dim} "
+                             "(the projection head reads the encoder outputs)")
         if sqdc_weight < 0:
             raise ValueError(f"model.sqdc_weight must be >= 0, got {sqdc_weight}")
         self.sqdc, self.sqdc_weight, self.stop_gradient = sqdc, sqdc_weight, stop_gradient

@@ -65,6 +65,20 @@ def test_sqdc_without_encoders_or_with_unequal_dims_is_rejected() -> None:
         LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss())
 
 
+def test_sqdc_projection_head_is_trained_with_the_ranker(batch) -> None:
+    query, doc = _encoders()
+    with pytest.raises(ValueError, match=r"input_dim=128 must equal model.doc_encoder.out_dim=24"):
+        LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss(head_dim=8))
+    model = LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc,
+                        sqdc=SQDCLoss(head_dim=8, input_dim=24))
+    head = set(map(id, model.sqdc.head.parameters()))
+    ranker_group = model.configure_optimizers().param_groups[0]["params"]
+    assert head <= set(map(id, ranker_group))  # the head is a ranker-side parameter, not an encoder one
+    model.training_step(batch, 0).backward()
+    assert all(p.grad is not None for p in model.sqdc.head.parameters())
+    assert all(k.startswith("sqdc.head.") for k in model.state_dict() if k.startswith("sqdc."))
+
+
 def test_swapped_backbone_and_decoder_train(batch) -> None:
     query, doc = _encoders()
     model = LemurRanker(backbone=partial(RankMixerBackbone, num_layers=1), features=FEATURES, query_encoder=query, doc_encoder=doc,
