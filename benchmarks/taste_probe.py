@@ -13,7 +13,7 @@ documents, scoring the other 20%. A randomly initialised encoder and the bag of 
 
 Needs scikit-learn (the `test` extra, which `make` installs).
 
-Writes ``results/taste-probe-<date>-cpu.json`` + ``.csv`` + ``.png``.
+Writes ``results/taste-probe[-<tag>]-<date>-cpu.json`` + ``.csv`` + ``.png``.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="dataset folder (default: LEMUR-Synth --preset under data/)")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
                         help="a checkpoint whose query/doc encoder weights are probed (repeatable)")
+    parser.add_argument("--tag", default="", help="results file name taste-probe-<tag>-<date>-cpu.* (so another probe does not overwrite one)")
     add_run_args(parser)
     args = parser.parse_args()
     set_threads(args.threads)
@@ -117,7 +118,7 @@ def main() -> None:
     payload = {"benchmark": "taste_probe", "machine": machine("cpu"), "recipe": args.recipe, "data": str(root),
                "labelled_docs": len(rows), "chance": float(np.bincount(y).max() / len(y)), "rows": results,
                "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}
-    path = write("taste-probe", payload, "cpu", args.out)
+    path = write("taste-probe" + (f"-{args.tag}" if args.tag else ""), payload, "cpu", args.out)
     with open(path.with_suffix(".csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["encoder", "accuracy", "train_accuracy", "test_docs", "classes", "checkpoint"], extrasaction="ignore")
         w.writeheader()

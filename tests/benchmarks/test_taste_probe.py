@@ -35,10 +35,11 @@ def test_probe_runs_on_tiny_with_a_checkpoint(tmp_path: Path) -> None:
     ckpt = tmp_path / "enc.ckpt"
     torch.save({"state_dict": {k: v.clone() for k, v in model.state_dict().items()}}, ckpt)
     cmd = [sys.executable, str(REPO / "benchmarks/taste_probe.py"), "--recipe", "recipes/lemur.yaml", "recipes/tiny.yaml",
-           "--data", str(tmp_path / "tiny"), "--checkpoint", f"saved={ckpt}", "--out", str(tmp_path / "out")]
+           "--data", str(tmp_path / "tiny"), "--tag", "smoke", "--checkpoint", f"saved={ckpt}", "--out", str(tmp_path / "out")]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     [result] = (tmp_path / "out").glob("taste-probe-*.json")
+    assert result.name.startswith("taste-probe-smoke-")  # --tag keeps another probe's files
     payload = json.loads(result.read_text())
     rows = {r["encoder"]: r for r in payload["rows"]}
     assert rows["marker-word counts (ceiling)"]["accuracy"] == 1.0  # the label is read off these counts
