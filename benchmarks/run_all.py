@@ -51,7 +51,8 @@ SCRIPTS: dict[str, dict[str, list[str]]] = {
     },
 }
 NOT_RUN = {"movielens": "a model-quality experiment (trains the MovieLens suite: hours on a CPU), run on its own",
-           "taste_probe": "a diagnostic of trained checkpoints (--checkpoint NAME=PATH), run after the suites that make them"}
+           "taste_probe": "a diagnostic of trained checkpoints (--checkpoint NAME=PATH), run after the suites that make them",
+           "oracle_taste": "not a script: the diagnostic taste-oracle encoder that benchmarks/recipes/oracle_taste*.yaml train (lemur run)"}
 """Scripts in benchmarks/ that ``make bench`` leaves out, and why."""
 
 
