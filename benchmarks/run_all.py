@@ -45,6 +45,10 @@ SCRIPTS: dict[str, dict[str, list[str]]] = {
         "default": ["--profile"],
         "quick": [*TINY_MODEL, "--batch-size", "32", "--workers", "0", "1", "--batches", "3", "--steps", "2", "--warmup", "1", "--rounds", "1"],
     },
+    "history_ceiling": {
+        "default": [],  # LEMUR-Synth small, ~20 s: numpy + scikit-learn, no model
+        "quick": ["--preset", "tiny", "--max-iter", "20"],
+    },
     "throughput": {
         "default": [],
         "quick": [*TINY_MODEL, "--batch-sizes", "16", "64", "--steps", "1", "--warmup", "0", "--rounds", "1"],
