@@ -12,7 +12,9 @@ much of the taste headroom such an estimate recovers when everything else is per
 * for every row it builds the same histories as the data module (the user's clicks strictly
   before the row's time, most recent first, long = 128 and short = 16 items) and counts the
   history documents whose **true** text (visual) taste equals the row's document's;
-* a gradient-boosted classifier (scikit-learn ``HistGradientBoostingClassifier``) learns the click
+* a gradient-boosted classifier (scikit-learn ``HistGradientBoostingClassifier``; one row a logistic
+  regression on the share of history documents with the target's taste, the one feature that
+  mean pooling and a dot product can form) learns the click
   from the oracle-without-tastes logit plus those counts on the training days, and is scored on the
   test day (the last day, as in the recipes): AUC and QAUC (per-session AUC, averaged). Deltas are
   vs the same classifier given the logit alone ("no history"). On ``tiny`` (2,848 rows) the
@@ -72,6 +74,7 @@ def main() -> None:
     import numpy as np
     import pyarrow.parquet as pq
     from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
 
     from lemur.data.history import HistoryIndex
     from lemur.data.synth import PRESETS, _generate, grouped_auc
@@ -114,9 +117,11 @@ def main() -> None:
         return {"scorer": name, "kind": kind, "features": features or [], "auc": round(grouped_auc(score[test], y), 4),
                 "qauc": round(grouped_auc(score[test], y, groups), 4)}
 
-    def learned(name: str, columns: dict[str, np.ndarray]) -> dict:
+    def learned(name: str, columns: dict[str, np.ndarray], linear: bool = False) -> dict:
         x = np.column_stack([without_tastes, *columns.values()])
-        clf = HistGradientBoostingClassifier(max_iter=args.max_iter, learning_rate=0.1, random_state=0).fit(x[train], label[train])
+        clf = (LogisticRegression(max_iter=1000) if linear else
+               HistGradientBoostingClassifier(max_iter=args.max_iter, learning_rate=0.1, random_state=0))
+        clf.fit(x[train], label[train])
         return scored(name, clf.decision_function(x), "learned from histories", ["logit without tastes", *columns])
 
     results = [
@@ -128,6 +133,11 @@ def main() -> None:
         learned("same classifier, no history", {}),
         learned("+ text taste, click history 128", {"text matches": text_long, "history length": n_long}),
         learned("+ text taste, click history 16", {"text matches": text_short, "history length": n_short}),
+        # The one taste feature a mean-pooled history and a dot product with the target can form:
+        # the share of history documents with the target's taste (minus chance), used linearly.
+        learned("+ text taste share, click history 128, linear",
+                {"text share": np.where(n_long > 0, text_long / np.maximum(n_long, 1), 0.0)
+                 - (n_long > 0) / (text_taste.max() + 1)}, linear=True),
         learned("+ text & visual taste, click history 128",
                 {"text matches": text_long, "visual matches": visual_long, "history length": n_long}),
         learned("+ text & visual taste, click histories 16 + 128",
