@@ -9,7 +9,12 @@ multinomial logistic regression (scikit-learn) from the vector to the taste on 8
 documents, scoring the other 20%. A randomly initialised encoder and the bag of marker words itself
 (the ceiling: the label is read off the OCR) are the reference rows.
 
+``--taste visual`` probes the *visual* taste instead (shown only by the cover hue; the label is
+re-derived from the generator with the dataset's ``synth.json``), for recipes with an image tower
+(``recipes/lemur_image.yaml``); the reference row is then the covers' mean colour and hue.
+
     python benchmarks/taste_probe.py --checkpoint e2e=outputs/.../last.ckpt --checkpoint two_stage=outputs/.../last.ckpt
+    python benchmarks/taste_probe.py --taste visual --recipe recipes/lemur.yaml recipes/lemur_image.yaml --tag visual
 
 Needs scikit-learn (the `test` extra, which `make` installs).
 
@@ -43,6 +48,49 @@ def taste_labels(root: Path) -> tuple[list[int], list[int]]:
             rows.append(i)
             tastes.append(found.pop())
     return rows, tastes
+
+
+def visual_taste_labels(root: Path) -> tuple[list[int], list[int]]:
+    """``(doc positions, visual taste)`` of the documents with a cover image. The visual taste is
+    latent (only the cover hue shows it), so it is re-derived from the generator with the dataset's
+    own config in ``synth.json`` (same config and seed give the same documents, checked by doc_id)."""
+    import dataclasses
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from lemur.data.synth import SynthConfig, _build_world
+
+    config = json.loads((root / "synth.json").read_text())["config"]
+    fields = {f.name: f for f in dataclasses.fields(SynthConfig)}
+    cfg = SynthConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in fields})
+    world = _build_world(cfg)
+    docs = pq.read_table(root / "docs.parquet", columns=["doc_id", "image"])
+    if not np.array_equal(docs.column("doc_id").to_numpy(), world.doc_id):
+        raise SystemExit(f"{root / 'docs.parquet'}: its doc_ids differ from a re-simulation with {root / 'synth.json'}; "
+                         "--taste visual needs an unmodified LEMUR-Synth dataset")
+    has_image = np.asarray(docs.column("image").is_valid())
+    rows = np.flatnonzero(has_image)
+    return rows.tolist(), world.doc_visual_taste[rows].tolist()
+
+
+def cover_colour(root: Path, rows: list[int]):
+    """``[len(rows), 5]``: mean R, G, B and the mean of cos/sin of the hue of each cover (the visual
+    taste's ceiling features: the generator draws the hue from the taste)."""
+    import io
+
+    import numpy as np
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    images = pq.read_table(root / "docs.parquet", columns=["image"]).column("image")
+    out = []
+    for i in rows:
+        img = Image.open(io.BytesIO(images[i].as_py()))
+        rgb = np.asarray(img.convert("RGB"), np.float32).reshape(-1, 3) / 255.0
+        hue = np.asarray(img.convert("HSV"), np.float32)[..., 0].ravel() * (2 * np.pi / 255.0)
+        out.append([*rgb.mean(0), np.cos(hue).mean(), np.sin(hue).mean()])
+    return np.array(out, np.float32)
 
 
 def document_vectors(model, dm, batch_size: int = 512):
@@ -80,6 +128,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="dataset folder (default: LEMUR-Synth --preset under data/)")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
                         help="a checkpoint whose query/doc encoder weights are probed (repeatable)")
+    parser.add_argument("--taste", choices=["text", "visual"], default="text",
+                        help="text: the OCR marker-word taste (label read off the text); visual: the cover-hue taste "
+                             "(label from re-simulating the dataset's synth.json; use an image recipe)")
     parser.add_argument("--tag", default="", help="results file name taste-probe-<tag>-<date>-cpu.* (so another probe does not overwrite one)")
     add_run_args(parser)
     args = parser.parse_args()
@@ -97,25 +148,28 @@ def main() -> None:
             raise SystemExit(f"--checkpoint {item!r}: expected NAME=PATH of an existing checkpoint file")
         named.append((name, path))
     root = args.data or ensure_data(args.preset)
-    rows, tastes = taste_labels(root)
+    rows, tastes = taste_labels(root) if args.taste == "text" else visual_taste_labels(root)
     y = np.array(tastes)
     torch.manual_seed(0)
     model, dm = build(args.recipe, ["--data.init_args.root", str(root), "--data.init_args.num_workers", "0"])
     results = []
-    markers = json.loads((root / "synth.json").read_text())["vocabulary"]["text_taste_markers"]
-    vocab = sorted(w for words in markers for w in words)
-    import pyarrow.parquet as pq
+    if args.taste == "text":
+        markers = json.loads((root / "synth.json").read_text())["vocabulary"]["text_taste_markers"]
+        vocab = sorted(w for words in markers for w in words)
+        import pyarrow.parquet as pq
 
-    ocr = pq.read_table(root / "docs.parquet", columns=["ocr"]).column("ocr").to_pylist()
-    bag = np.array([[(ocr[i] or "").split().count(w) for w in vocab] for i in rows], dtype=np.float32)
-    results.append({"encoder": "marker-word counts (ceiling)", **probe(bag, y)})
+        ocr = pq.read_table(root / "docs.parquet", columns=["ocr"]).column("ocr").to_pylist()
+        bag = np.array([[(ocr[i] or "").split().count(w) for w in vocab] for i in rows], dtype=np.float32)
+        results.append({"encoder": "marker-word counts (ceiling)", **probe(bag, y)})
+    else:
+        results.append({"encoder": "cover mean colour and hue (ceiling)", **probe(cover_colour(root, rows), y)})
     results.append({"encoder": "random init", **probe(document_vectors(model, dm)[rows], y)})
     for name, path in named:
         load_encoders(model, path)
         results.append({"encoder": name, "checkpoint": path, **probe(document_vectors(model, dm)[rows], y)})
     for r in results:
         print(f"{r['encoder']:>32}: held-out taste accuracy {r['accuracy']:.3f} (train {r['train_accuracy']:.3f})", flush=True)
-    payload = {"benchmark": "taste_probe", "machine": machine("cpu"), "recipe": args.recipe, "data": str(root),
+    payload = {"benchmark": "taste_probe", "machine": machine("cpu"), "recipe": args.recipe, "data": str(root), "taste": args.taste,
                "labelled_docs": len(rows), "chance": float(np.bincount(y).max() / len(y)), "rows": results,
                "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}
     path = write("taste-probe" + (f"-{args.tag}" if args.tag else ""), payload, "cpu", args.out)
@@ -132,7 +186,7 @@ def main() -> None:
     ax.bar(range(len(results)), [r["accuracy"] for r in results], color="tab:blue")
     ax.axhline(payload["chance"], color="gray", ls="--", label=f"majority class {payload['chance']:.2f}")
     ax.set_xticks(range(len(results)), [r["encoder"] for r in results], rotation=25, ha="right")
-    ax.set(ylim=(0, 1), ylabel="held-out accuracy", title="linear probe: document vector -> text taste")
+    ax.set(ylim=(0, 1), ylabel="held-out accuracy", title=f"linear probe: document vector -> {args.taste} taste")
     ax.legend()
     save_figure(fig, path.with_suffix(".png"))
     print(f"wrote {path} (+ .csv, .png)")

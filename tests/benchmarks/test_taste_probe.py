@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -48,3 +50,27 @@ def test_probe_runs_on_tiny_with_a_checkpoint(tmp_path: Path) -> None:
     assert result.with_suffix(".csv").exists() and result.with_suffix(".png").stat().st_size > 1000
     bad = subprocess.run(cmd[:-4] + ["--checkpoint", "x=/no/such.ckpt"], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert bad.returncode != 0 and "expected NAME=PATH of an existing checkpoint file" in bad.stderr
+
+
+def test_visual_taste_labels_come_from_the_generator(tmp_path: Path) -> None:
+    import numpy as np
+    import pyarrow.parquet as pq
+    from taste_probe import cover_colour, visual_taste_labels
+
+    from lemur.data.synth import PRESETS, _generate
+
+    _, _, world = _generate(PRESETS["tiny"], tmp_path / "tiny", progress=False)
+    rows, tastes = visual_taste_labels(tmp_path / "tiny")
+    has_image = np.asarray(pq.read_table(tmp_path / "tiny" / "docs.parquet", columns=["image"]).column("image").is_valid())
+    assert rows == np.flatnonzero(has_image).tolist() and 0 < len(rows) < len(world.doc_id)  # tiny has a few imageless docs
+    assert tastes == world.doc_visual_taste[rows].tolist()
+    colour = cover_colour(tmp_path / "tiny", rows[:50])
+    assert colour.shape == (50, 5) and np.all(np.abs(colour) <= 1.0)
+    # the taste is the hue: documents of one taste have closer mean hue directions than of two tastes
+    hue = np.arctan2(colour[:, 4], colour[:, 3])
+    same = [abs(np.angle(np.exp(1j * (hue[i] - hue[j])))) for i in range(50) for j in range(i) if tastes[i] == tastes[j]]
+    other = [abs(np.angle(np.exp(1j * (hue[i] - hue[j])))) for i in range(50) for j in range(i) if tastes[i] != tastes[j]]
+    assert np.mean(same) < 0.5 * np.mean(other)
+    pq.write_table(pq.read_table(tmp_path / "tiny" / "docs.parquet").slice(1), tmp_path / "tiny" / "docs.parquet")
+    with pytest.raises(SystemExit, match="docs.parquet.*synth.json"):
+        visual_taste_labels(tmp_path / "tiny")  # a modified dataset is named, not mislabelled
