@@ -2,7 +2,8 @@
 
 Input embedding = token + position + type (field) embeddings; a pre-norm
 Transformer encoder (PyTorch SDPA attention); the output at position 0 (the CLS
-token) is normalised and projected to ``out_dim``. Query encoder: 2 layers, one
+token) is normalised and projected to ``out_dim`` (``pooling="mean"``: the masked
+mean of all outputs instead, not in the paper). Query encoder: 2 layers, one
 type. Document encoder: 4 layers, one type per field (+1 for CLS). Hidden size,
 heads, dropout and init are paper gaps; the defaults here are small enough for
 CPU, and dropout defaults to 0 (on CPU, dropout's random masks cost ~30% of a step).
@@ -19,7 +20,7 @@ BERT_VOCAB_SIZE = 30522  # the packaged all-MiniLM-L6-v2 WordPiece vocabulary
 
 
 class TransformerTextEncoder(TextEncoder):
-    """Bidirectional Transformer with CLS pooling.
+    """Bidirectional Transformer with CLS pooling (or masked mean pooling).
 
     Args:
         vocab_size: token vocabulary size (must cover the tokenizer's ids).
@@ -27,6 +28,10 @@ class TransformerTextEncoder(TextEncoder):
         num_types: distinct type ids (1 for queries; number of fields + 1 for documents).
         max_len: longest input accepted (positions).
         out_dim: size of the returned vector (paper: 128).
+        pooling: ``"cls"`` (the paper: the output at position 0) or ``"mean"`` (the mean of the
+            outputs at the real, unmasked positions). Not in the paper: mean pooling keeps a direct
+            path from every token, e.g. rare words, to the vector, where CLS pooling lets attention
+            decide what to keep.
     """
 
     def __init__(
@@ -40,6 +45,7 @@ class TransformerTextEncoder(TextEncoder):
         max_len: int = 128,
         out_dim: int = 128,
         dropout: float = 0.0,
+        pooling: str = "cls",
     ) -> None:
         super().__init__()
         sizes = dict(vocab_size=vocab_size, num_layers=num_layers, hidden_dim=hidden_dim, num_heads=num_heads, ffn_dim=ffn_dim,
@@ -49,6 +55,9 @@ class TransformerTextEncoder(TextEncoder):
                 raise ValueError(f"TransformerTextEncoder.{name} must be >= 1, got {name}={value}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"TransformerTextEncoder.dropout must be in [0, 1), got dropout={dropout}")
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"TransformerTextEncoder.pooling must be 'cls' or 'mean', got pooling={pooling!r}")
+        self.pooling = pooling
         if hidden_dim % num_heads:
             raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})")
         self.out_dim, self.max_len, self.num_types, self.vocab_size = out_dim, max_len, num_types, vocab_size
@@ -77,7 +86,12 @@ class TransformerTextEncoder(TextEncoder):
             x = x + self.field_type.weight[0]
         x = self.drop(self.embed_norm(x))
         x = self.encoder(x, src_key_padding_mask=~mask)
-        return self.proj(self.out_norm(x[:, 0]))
+        if self.pooling == "mean":
+            weight = mask.unsqueeze(-1).to(x.dtype)
+            pooled = (x * weight).sum(1) / weight.sum(1).clamp(min=1.0)
+        else:
+            pooled = x[:, 0]
+        return self.proj(self.out_norm(pooled))
 
 
 def paper_query_encoder(hidden_dim: int = 64, out_dim: int = 128) -> TransformerTextEncoder:
