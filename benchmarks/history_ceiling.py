@@ -23,7 +23,10 @@ much of the taste headroom such an estimate recovers when everything else is per
 The rows are lower bounds on what an ideal history model recovers (the classifier is strong, not
 Bayes-optimal), with exact tastes, which a trained encoder only approximates. One row uses
 *impression* histories (clicked and skipped documents with their labels), which LEMUR's click
-histories do not have, to show what the data would allow a richer history to find.
+histories do not have, to show what the data would allow a richer history to find. Two rows use no
+history at all but the user's impressions of each taste on the recipes' training days (the row
+itself left out): what a user-ID embedding can learn about the same tastes, since on LEMUR-Synth
+every test user is also a training user.
 
     python benchmarks/history_ceiling.py                    # small, ~1 min on a CPU
     python benchmarks/history_ceiling.py --preset tiny      # smoke run
@@ -113,6 +116,20 @@ def main() -> None:
     train, test = day < test_day, day == test_day
     y, groups = label[test], session[test]
 
+    def user_taste_counts(taste_of_doc):
+        """``(shown, clicked)``: the row's user's impressions of the target's taste on the recipes'
+        training days (all but the last two), and the clicks among them, leaving the row itself out:
+        what a user-ID embedding trained on those days can learn about the user's tastes."""
+        fit_days = day < test_day - 1
+        key = user.astype(np.int64) * (int(taste_of_doc.max()) + 1) + taste_of_doc[doc]
+        n_keys = int(key.max()) + 1
+        shown = np.bincount(key[fit_days], minlength=n_keys)[key].astype(float)
+        clicked = np.bincount(key[fit_days], weights=label[fit_days], minlength=n_keys)[key]
+        return shown - fit_days, clicked - fit_days * label
+
+    text_user_shown, text_user_clicked = user_taste_counts(text_taste)
+    visual_user_shown, visual_user_clicked = user_taste_counts(visual_taste)
+
     def scored(name: str, score, kind: str, features: list[str] | None = None) -> dict:
         return {"scorer": name, "kind": kind, "features": features or [], "auc": round(grouped_auc(score[test], y), 4),
                 "qauc": round(grouped_auc(score[test], y, groups), 4)}
@@ -146,6 +163,17 @@ def main() -> None:
         learned("+ text & visual taste, impression history 512",
                 {"text shown": text_shown, "text clicked": text_clicked, "visual shown": visual_shown,
                  "visual clicked": visual_clicked, "impressions": n_shown}),
+        # No history at all: per-user statistics of the training days, as a user-ID embedding sees them.
+        learned("+ text taste, user's training-day impressions (user ID)",
+                {"text shown": text_user_shown, "text clicked": text_user_clicked}),
+        learned("+ text & visual taste, user's training-day impressions (user ID)",
+                {"text shown": text_user_shown, "text clicked": text_user_clicked,
+                 "visual shown": visual_user_shown, "visual clicked": visual_user_clicked}),
+        # What the click history adds on top of the user-ID statistics: the margin a history model
+        # has over a model with user IDs but no history (recipes/ablations/no_history.yaml).
+        learned("+ text taste, user ID and click history 128",
+                {"text shown": text_user_shown, "text clicked": text_user_clicked,
+                 "text matches": text_long, "history length": n_long}),
         scored("oracle with the true text preference", without_tastes + lat["text_term"], "oracle term"),
         scored("oracle (full click model)", lat["logit"], "oracle term"),
     ]

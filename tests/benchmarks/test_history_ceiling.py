@@ -48,7 +48,7 @@ def test_history_ceiling_runs_on_tiny(tmp_path: Path) -> None:
     # the oracle rows are the click model's own ceilings, recomputed on the test day
     assert rows["oracle (full click model)"]["qauc"] > rows["oracle without tastes"]["qauc"] > rows["relevance only"]["qauc"]
     assert rows["same classifier, no history"]["delta_qauc"] == 0.0
-    assert all(0.0 < r["auc"] < 1.0 and 0.0 < r["qauc"] < 1.0 for r in rows.values()) and len(rows) == 11
+    assert all(0.0 < r["auc"] < 1.0 and 0.0 < r["qauc"] < 1.0 for r in rows.values()) and len(rows) == 14
     assert payload["test_day"] == 4 and payload["test_rows"] > 0
     assert result.with_suffix(".csv").exists() and result.with_suffix(".png").stat().st_size > 1000
     bad = subprocess.run(cmd[:2] + ["--preset", "huge"], capture_output=True, text=True, timeout=300, cwd=REPO)
