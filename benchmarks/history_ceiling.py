@@ -67,10 +67,30 @@ def impression_counts(history, rows, max_len: int, taste_of_doc, target_doc, lab
     return same.sum(1).astype(float), (same & (label[items] == 1)).sum(1).astype(float)
 
 
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["preference_drift=0.3", ...]`` -> ``{"preference_drift": 0.3}``, values read as YAML scalars."""
+    import dataclasses
+
+    import yaml
+
+    from lemur.data.synth import SynthConfig
+
+    fields = {f.name for f in dataclasses.fields(SynthConfig)}
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or name not in fields:
+            raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE with FIELD a SynthConfig field ({', '.join(sorted(fields))})")
+        out[name] = yaml.safe_load(value)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="small", help="LEMUR-Synth preset (re-simulated with its latent terms)")
     parser.add_argument("--max-iter", type=int, default=200, help="boosting iterations of each classifier")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
+                        help="replace a SynthConfig field of the preset, e.g. --set preference_drift=0.3 (repeatable)")
     add_run_args(parser)  # --device/--precision are accepted for make bench and ignored: numpy + scikit-learn only
     args = parser.parse_args()
     set_threads(args.threads)
@@ -80,21 +100,25 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
 
     from lemur.data.history import HistoryIndex
-    from lemur.data.synth import PRESETS, _generate, grouped_auc
+    from lemur.data.synth import PRESETS, _generate, grouped_auc, preset
 
     if args.preset not in PRESETS:
         raise SystemExit(f"--preset {args.preset!r}: expected one of {', '.join(PRESETS)}")
+    overrides = parse_overrides(args.overrides)
+    config = preset(args.preset, **overrides)
+    # results of a modified preset get their own file name: history-ceiling-small-preference_drift0.3-...
+    name = "-".join([args.preset, *(f"{k}{v}" for k, v in overrides.items())])
     start = time.perf_counter()
     print(f"simulating {args.preset} with its latent terms ...", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        summary, lat, world = _generate(PRESETS[args.preset], tmp, progress=False, keep_latent=True)
+        summary, lat, world = _generate(config, tmp, progress=False, keep_latent=True)
         events = pq.read_table(Path(tmp) / "events.parquet", columns=["timestamp", "day", "label"])
     ts, day = events.column("timestamp").to_numpy(), events.column("day").to_numpy()
     label = lat["label"].astype(np.int64)
     assert np.array_equal(label, events.column("label").to_numpy()), "latent terms out of row order"
     shipped = REPO / "data" / f"synth-{args.preset}" / "events.parquet"
     same_as_shipped = None
-    if shipped.exists():
+    if shipped.exists() and not overrides:
         same_as_shipped = bool(np.array_equal(pq.read_table(shipped, columns=["label"]).column("label").to_numpy(), label))
     user, doc, session = lat["user"], lat["doc"], lat["session"]
     rows = np.arange(len(doc))
@@ -174,6 +198,10 @@ def main() -> None:
         learned("+ text taste, user ID and click history 128",
                 {"text shown": text_user_shown, "text clicked": text_user_clicked,
                  "text matches": text_long, "history length": n_long}),
+        learned("+ text & visual taste, user ID and click history 128",
+                {"text shown": text_user_shown, "text clicked": text_user_clicked,
+                 "visual shown": visual_user_shown, "visual clicked": visual_user_clicked,
+                 "text matches": text_long, "visual matches": visual_long, "history length": n_long}),
         scored("oracle with the true text preference", without_tastes + lat["text_term"], "oracle term"),
         scored("oracle (full click model)", lat["logit"], "oracle term"),
     ]
@@ -184,6 +212,7 @@ def main() -> None:
         print(f"{r['scorer']:>52}: AUC {r['auc']:.4f} ({r['delta_auc']:+.4f})  QAUC {r['qauc']:.4f} ({r['delta_qauc']:+.4f})", flush=True)
 
     payload = {"benchmark": "history_ceiling", "machine": machine("cpu"), "preset": args.preset,
+               "overrides": overrides,
                "same_events_as_data_folder": same_as_shipped, "test_day": test_day,
                "test_rows": int(test.sum()), "train_rows": int(train.sum()),
                "mean_click_history_at_test": round(float(n_long[test].mean()), 2),
@@ -191,7 +220,7 @@ def main() -> None:
                "synth_click_model_ceiling": summary["click_model_ceiling"], "rows": results,
                "wall_s": round(time.perf_counter() - start, 1),
                "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}
-    path = write(f"history-ceiling-{args.preset}", payload, "cpu", args.out)
+    path = write(f"history-ceiling-{name}", payload, "cpu", args.out)
     with open(path.with_suffix(".csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["scorer", "kind", "auc", "qauc", "delta_auc", "delta_qauc"], extrasaction="ignore")
         w.writeheader()
@@ -214,7 +243,7 @@ def main() -> None:
     lo = min(r["qauc"] for r in results)
     ax.set_xlim(lo - 0.02, max(r["qauc"] for r in results) + 0.04)
     ax.set(xlabel=f"test-day QAUC (day {test_day})",
-           title=f"LEMUR-Synth {args.preset}: what histories can add (grey: oracle terms; blue: exact tastes of history documents)")
+           title=f"LEMUR-Synth {name}: what histories can add (grey: oracle terms; blue: exact tastes of history documents)")
     ax.title.set_fontsize(9)
     save_figure(fig, path.with_suffix(".png"))
     print(f"wrote {path} (+ .csv, .png) in {payload['wall_s']:.0f} s")

@@ -53,7 +53,7 @@ def _data_main(argv: list[str]) -> int:
                                      "(docs/datasets.md describes the schema and every converter).")
     sub = parser.add_subparsers(dest="command", required=True)
     synth = sub.add_parser("synth", help="generate LEMUR-Synth, the built-in simulated search logs")
-    synth.add_argument("--preset", default="small", help="tiny | small | large (default: small)")
+    synth.add_argument("--preset", default="small", help="tiny | small | small-cold | large (default: small; docs/synth.md)")
     synth.add_argument("--out", required=True, help="output folder (docs.parquet, events.parquet, synth.json)")
     synth.add_argument("--seed", type=int, default=None, help="override the preset's seed")
     synth.add_argument("--force", action="store_true", help="overwrite an existing dataset in --out")

