@@ -195,10 +195,11 @@ PRESETS: dict[str, SynthConfig] = {
         preference_drift=0.02, image_size=64, topic_concentration=0.1,
     ),
     # CPU, for history models: `small` with every user arriving on a later day (cold for the user-ID
-    # features) and a text taste twice as strong, so the click history knows what a user ID cannot
-    # (benchmarks/history_ceiling.py: +0.014 QAUC over user-ID statistics vs +0.003 on `small`)
+    # features; twice the users, so about as many rows) and a text taste twice as strong, so the click
+    # history knows what a user ID cannot (benchmarks/history_ceiling.py: +0.012 QAUC over user-ID
+    # statistics vs +0.003 on `small`)
     "small-cold": SynthConfig(
-        n_users=1500, n_topics=40, n_initial_docs=4000, new_docs_per_day=400, n_days=8,
+        n_users=3000, n_topics=40, n_initial_docs=4000, new_docs_per_day=400, n_days=8,
         sessions_per_user_per_day=1.25, docs_per_session=10, n_text_tastes=8, n_visual_tastes=6,
         preference_drift=0.02, image_size=64, topic_concentration=0.1,
         new_user_share=1.0, w_text_taste=1.5,

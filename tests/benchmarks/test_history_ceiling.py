@@ -48,8 +48,21 @@ def test_history_ceiling_runs_on_tiny(tmp_path: Path) -> None:
     # the oracle rows are the click model's own ceilings, recomputed on the test day
     assert rows["oracle (full click model)"]["qauc"] > rows["oracle without tastes"]["qauc"] > rows["relevance only"]["qauc"]
     assert rows["same classifier, no history"]["delta_qauc"] == 0.0
-    assert all(0.0 < r["auc"] < 1.0 and 0.0 < r["qauc"] < 1.0 for r in rows.values()) and len(rows) == 14
+    assert all(0.0 < r["auc"] < 1.0 and 0.0 < r["qauc"] < 1.0 for r in rows.values()) and len(rows) == 15
     assert payload["test_day"] == 4 and payload["test_rows"] > 0
     assert result.with_suffix(".csv").exists() and result.with_suffix(".png").stat().st_size > 1000
     bad = subprocess.run(cmd[:2] + ["--preset", "huge"], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert bad.returncode != 0 and "--preset 'huge'" in bad.stderr
+    bad = subprocess.run(cmd[:2] + ["--set", "no_such_field=1"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert bad.returncode != 0 and "no_such_field=1" in bad.stderr
+
+
+def test_history_ceiling_set_overrides_the_preset(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(REPO / "benchmarks/history_ceiling.py"), "--preset", "tiny", "--max-iter", "10",
+           "--threads", "1", "--out", str(tmp_path), "--set", "new_user_share=0.5", "--set", "w_text_taste=1.5"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [result] = tmp_path.glob("history-ceiling-tiny-new_user_share0.5-w_text_taste1.5-*.json")
+    payload = json.loads(result.read_text())
+    assert payload["overrides"] == {"new_user_share": 0.5, "w_text_taste": 1.5}
+    assert payload["same_events_as_data_folder"] is None  # a modified preset is never compared with data/

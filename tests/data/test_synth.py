@@ -178,10 +178,34 @@ def test_presets_construct(name):
     assert isinstance(cfg, SynthConfig)
     assert replace(cfg) == cfg  # re-validates
     rows = cfg.n_users * cfg.n_days * cfg.sessions_per_user_per_day * cfg.docs_per_session
-    expected = {"tiny": (2e3, 5e3, 250, 350), "small": (1e5, 1.6e5, 6e3, 8e3), "large": (1.8e7, 2.2e7, 4.9e5, 5.1e5)}[name]
+    expected = {"tiny": (2e3, 5e3, 250, 350), "small": (1e5, 1.6e5, 6e3, 8e3), "small-cold": (2.8e5, 3.2e5, 6e3, 8e3),  # nominal; users arriving later halve it
+                "large": (1.8e7, 2.2e7, 4.9e5, 5.1e5)}[name]
     assert expected[0] <= rows <= expected[1]
     assert expected[2] <= cfg.n_docs <= expected[3]
-    assert set(PRESETS) == {"tiny", "small", "large"}
+    assert set(PRESETS) == {"tiny", "small", "small-cold", "large"}
+
+
+def test_small_cold_is_small_with_twice_the_users_arriving_later_and_a_stronger_text_taste():
+    assert replace(PRESETS["small"], n_users=3000, new_user_share=1.0, w_text_taste=1.5) == PRESETS["small-cold"]
+
+
+def test_new_users_have_no_session_before_their_first_day(tmp_path):
+    cfg = replace(TINY, new_user_share=0.5)
+    summary, latent, world = _generate(cfg, tmp_path, progress=False, keep_latent=True)
+    first = world.user_first_day
+    assert first.min() == 0 and first.max() <= cfg.n_days - 1
+    assert 0.3 < (first > 0).mean() < 0.7  # about half the users arrive later, on days 1..n_days-1
+    events = validate_dataset(tmp_path)[1]
+    day = events["day"].to_numpy()
+    assert (day >= first[latent["user"]]).all()  # nobody searches before arriving
+    late = first >= 2
+    assert late.any() and np.isin(np.flatnonzero(late), latent["user"][day >= 2]).any()
+    # the same world otherwise: documents, users' tastes and ids do not depend on the arrival draw
+    _, _, base = _generate(TINY, tmp_path / "base", progress=False, keep_latent=True)
+    assert np.array_equal(base.user_id, world.user_id) and np.array_equal(base.text_pref0, world.text_pref0)
+    assert np.array_equal(base.doc_id, world.doc_id) and not base.user_first_day.any()
+    with pytest.raises(ValueError, match="new_user_share"):
+        replace(TINY, new_user_share=1.5)
 
 
 def test_preset_helper():
