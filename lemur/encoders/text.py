@@ -102,3 +102,71 @@ def paper_query_encoder(hidden_dim: int = 64, out_dim: int = 128) -> Transformer
 def paper_document_text_encoder(num_fields: int = 4, hidden_dim: int = 64, out_dim: int = 128) -> TransformerTextEncoder:
     """The paper's document tower: 4 layers over the concatenated fields, one type per field + CLS."""
     return TransformerTextEncoder(num_layers=4, hidden_dim=hidden_dim, num_heads=4, ffn_dim=4 * hidden_dim, num_types=num_fields + 1, out_dim=out_dim)
+
+
+class BagOfWordsTextEncoder(TextEncoder):
+    """Per-field mean of word embeddings, concatenated over the fields and projected (not in the paper).
+
+    A shallow, attention-free channel: every token, rare ones included, reaches the vector through
+    its own embedding, and a field's words are averaged apart from the other fields' words (a rare
+    word of a short field is not drowned by a long one). Meant to sit beside the paper's Transformer
+    in a :class:`ConcatTextEncoder`, in the dimensions that the contrastive loss leaves alone
+    (``SQDCLoss(dims=...)``), so that what the query does not express survives training.
+
+    Args:
+        vocab_size: token vocabulary size (must cover the tokenizer's ids); id 0 is padding.
+        embed_dim: width of each word embedding.
+        num_types: field types (as TransformerTextEncoder: number of fields + 1 for documents); the
+            output holds one mean per type.
+        out_dim: size of the returned vector.
+        max_len: longest input accepted (only checked, there are no positions).
+    """
+
+    def __init__(self, vocab_size: int = BERT_VOCAB_SIZE, embed_dim: int = 32, num_types: int = 1, out_dim: int = 64,
+                 max_len: int = 512) -> None:
+        super().__init__()
+        for name, value in dict(vocab_size=vocab_size, embed_dim=embed_dim, num_types=num_types, out_dim=out_dim, max_len=max_len).items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"BagOfWordsTextEncoder.{name} must be an integer >= 1, got {name}={value!r}")
+        self.out_dim, self.num_types, self.vocab_size, self.max_len = out_dim, num_types, vocab_size, max_len
+        self.token = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.proj = nn.Linear(num_types * embed_dim, out_dim)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, types: torch.Tensor | None = None) -> torch.Tensor:
+        if tokens.shape[1] > self.max_len:
+            raise ValueError(f"input of {tokens.shape[1]} tokens exceeds max_len={self.max_len}; raise the encoder's max_len")
+        if types is None:
+            types = torch.zeros_like(tokens)
+        emb = self.token(tokens)
+        # [B, T, F] one-hot of each real token's field; padding rows are all zero
+        field = nn.functional.one_hot(types.clamp(0, self.num_types - 1), self.num_types).to(emb.dtype) * mask.unsqueeze(-1).to(emb.dtype)
+        sums = torch.einsum("btf,btd->bfd", field, emb)
+        means = sums / field.sum(1).clamp(min=1.0).unsqueeze(-1)
+        return self.proj(means.flatten(1))
+
+
+class ConcatTextEncoder(TextEncoder):
+    """Several text encoders over the same tokens, their vectors concatenated in order.
+
+    ``out_dim`` is the sum of theirs. With ``SQDCLoss(dims=<first encoder's out_dim>)`` the
+    contrastive loss shapes only the first encoder's part, and the others are trained by the
+    ranker's loss alone (e.g. ``[TransformerTextEncoder, BagOfWordsTextEncoder]``).
+    ``max_len``, ``num_types`` and ``vocab_size`` are the tightest of the parts.
+    """
+
+    def __init__(self, encoders: list[TextEncoder]) -> None:
+        super().__init__()
+        if not encoders:
+            raise ValueError("ConcatTextEncoder.encoders: at least one text encoder is needed")
+        for i, enc in enumerate(encoders):
+            if not isinstance(enc, TextEncoder):
+                raise TypeError(f"ConcatTextEncoder.encoders[{i}] must be a TextEncoder, got {type(enc).__name__}")
+        self.parts = nn.ModuleList(encoders)
+        self.out_dim = sum(enc.out_dim for enc in encoders)
+        for name in ("max_len", "num_types", "vocab_size"):
+            values = [getattr(enc, name) for enc in encoders if hasattr(enc, name)]
+            if values:
+                setattr(self, name, min(values))
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, types: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.cat([enc(tokens, mask, types) for enc in self.parts], dim=-1)

@@ -32,7 +32,7 @@ class ContrastivePretrainer(RankingSystem):
         super().__init__(nonfinite_loss=nonfinite_loss)
         if query_encoder.out_dim != doc_encoder.out_dim:
             raise ValueError(f"model.query_encoder.out_dim={query_encoder.out_dim} != model.doc_encoder.out_dim={doc_encoder.out_dim}")
-        if sqdc.head is not None and sqdc.input_dim != doc_encoder.out_dim:
+        if sqdc.head is not None and sqdc.input_dim != (sqdc.dims or doc_encoder.out_dim):
             raise ValueError(f"model.sqdc.init_args.input_dim={sqdc.input_dim} must equal model.doc_encoder.out_dim={doc_encoder.out_dim}")
         self.save_hyperparameters()
         self.query_encoder, self.doc_encoder, self.sqdc = query_encoder, doc_encoder, sqdc

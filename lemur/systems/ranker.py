@@ -177,7 +177,9 @@ class LemurRanker(RankingSystem):
         if sqdc is not None and query_encoder.out_dim != doc_encoder.out_dim:
             raise ValueError(f"model.sqdc compares query and document vectors, but model.query_encoder.out_dim={query_encoder.out_dim} "
                              f"!= model.doc_encoder.out_dim={doc_encoder.out_dim}; make them equal")
-        if sqdc is not None and sqdc.head is not None and sqdc.input_dim != doc_encoder.out_dim:
+        if sqdc is not None and sqdc.dims is not None and sqdc.dims > doc_encoder.out_dim:
+            raise ValueError(f"model.sqdc.init_args.dims={sqdc.dims} exceeds model.doc_encoder.out_dim={doc_encoder.out_dim}")
+        if sqdc is not None and sqdc.head is not None and sqdc.input_dim != (sqdc.dims or doc_encoder.out_dim):
             raise ValueError(f"model.sqdc.init_args.input_dim={sqdc.input_dim} must equal model.doc_encoder.out_dim={doc_encoder.out_dim} "
                              "(the projection head reads the encoder outputs)")
         if sqdc_weight < 0:
