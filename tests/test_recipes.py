@@ -180,13 +180,19 @@ def _leaves(tree, prefix=()):
     if isinstance(tree, dict):
         for k, v in tree.items():
             yield from _leaves(v, (*prefix, k))
+    elif isinstance(tree, list) and tree and all(isinstance(v, dict) for v in tree):
+        for i, v in enumerate(tree):  # a list of components (e.g. ConcatTextEncoder.encoders): each element's leaves
+            yield from _leaves(v, (*prefix, i))
     else:
         yield prefix, tree
 
 
 def _get(tree, path):
     for k in path:
-        assert isinstance(tree, dict) and k in tree, f"missing {'.'.join(map(str, path))}"
+        if isinstance(k, int):
+            assert isinstance(tree, list) and k < len(tree), f"missing {'.'.join(map(str, path))}"
+        else:
+            assert isinstance(tree, dict) and k in tree, f"missing {'.'.join(map(str, path))}"
         tree = tree[k]
     return tree
 

@@ -170,3 +170,20 @@ def test_projection_head_bad_args_raise() -> None:
             SQDCLoss(**kwargs)
     with pytest.raises(ValueError, match="input_dim=8"):
         SQDCLoss(head_dim=4, input_dim=8)(torch.randn(3, 5), torch.randn(3, 5), torch.ones(3), torch.arange(3))
+
+
+def test_dims_is_the_paper_loss_on_the_first_coordinates_only() -> None:
+    q, d, label, session, doc = random_batch(seed=4)
+    k = 3
+    got = SQDCLoss(temperature=5.0, dims=k)(q, d, label, session, doc_index=doc)
+    want = naive_sqdc(q[:, :k], d[:, :k], label, session, 5.0, doc_index=doc)
+    assert torch.allclose(got, want, atol=1e-6)
+    q, d = q.float().requires_grad_(), d.float().requires_grad_()
+    SQDCLoss(dims=k)(q, d, label, session).backward()
+    assert q.grad[:, :k].abs().sum() > 0 and d.grad[:, :k].abs().sum() > 0
+    assert not q.grad[:, k:].any() and not d.grad[:, k:].any()  # the rest is left to the ranker's loss
+    assert torch.allclose(SQDCLoss(dims=k).similarity(q, d), F.cosine_similarity(q[:, :k], d[:, :k], dim=-1))
+    with pytest.raises(ValueError, match="dims"):
+        SQDCLoss(dims=0)
+    with pytest.raises(ValueError, match="dims=9 but the vectors have only"):
+        SQDCLoss(dims=9)(q, d, label, session)

@@ -63,6 +63,10 @@ def test_sqdc_without_encoders_or_with_unequal_dims_is_rejected() -> None:
     query = TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32, out_dim=16)
     with pytest.raises(ValueError, match=r"query_encoder.out_dim=16 != model.doc_encoder.out_dim=24"):
         LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss())
+    query, doc = _encoders()
+    with pytest.raises(ValueError, match=r"dims=32 exceeds model.doc_encoder.out_dim=24"):
+        LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss(dims=32))
+    LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss(dims=8, head_dim=4, input_dim=8))
 
 
 def test_sqdc_projection_head_is_trained_with_the_ranker(batch) -> None:
