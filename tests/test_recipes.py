@@ -205,6 +205,9 @@ def _stated(combo: tuple[Path, ...]) -> tuple[dict, list[str]]:
     problems: list[str] = []
     for path in combo:
         leaves = dict(_leaves(_load(path)))
+        # A list a later file states (e.g. trainer.callbacks) replaces the earlier list as a whole.
+        lists = {key[:i] for key in leaves for i, k in enumerate(key) if isinstance(k, int)}
+        stated = {k: v for k, v in stated.items() if not any(k[:len(prefix)] == prefix for prefix in lists)}
         for key, value in leaves.items():
             if key[-1] != "class_path" or stated.get(key, value) == value:
                 continue
@@ -212,7 +215,7 @@ def _stated(combo: tuple[Path, ...]) -> tuple[dict, list[str]]:
             old_args = {k[len(scope) + 1] for k in stated if k[:len(scope) + 1] == (*scope, "init_args") and len(k) > len(scope) + 1}
             new_args = {k[len(scope) + 1] for k in leaves if k[:len(scope) + 1] == (*scope, "init_args") and len(k) > len(scope) + 1}
             for name in sorted(old_args - new_args):
-                problems.append(f"{path.name} swaps {'.'.join(scope)} to {value} but does not restate init_args.{name}")
+                problems.append(f"{path.name} swaps {'.'.join(map(str, scope))} to {value} but does not restate init_args.{name}")
             stated = {k: v for k, v in stated.items() if k[:len(scope)] != scope}
         # A later leaf (e.g. `sqdc: null`) replaces the whole subtree an earlier file stated there.
         stated = {k: v for k, v in stated.items() if not any(len(k) > len(leaf) and k[:len(leaf)] == leaf for leaf in leaves)}
