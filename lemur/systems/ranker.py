@@ -24,7 +24,7 @@ from torch import nn
 
 from lemur.encoders.base import TextEncoder
 from lemur.encoders.document import DocumentEncoder
-from lemur.losses import CICLoss, SQDCLoss
+from lemur.losses import CICLoss, HistoryContrastiveLoss, SQDCLoss
 from lemur.memory.base import MemoryBank
 from lemur.ranking.base import Backbone
 from lemur.ranking.features import FeatureConfig, IdFeatures
@@ -102,6 +102,10 @@ class LemurRanker(RankingSystem):
         cic, cic_weight: the content-ID contrastive loss (EM3) between each target document's
             encoder vector and its ID embedding, added as ``cic_weight * CIC`` (paper Table 5,
             "+CIC"); its ``content_dim`` = ``doc_encoder.out_dim``, ``id_dim`` = ``features.token_dim``.
+        history_contrastive, history_contrastive_weight: the history-to-target contrastive loss (not
+            in the paper): each clicked target's encoder vector vs its user's history mean of bank
+            vectors, added as ``weight * loss``. It trains the document geometry the bank histories
+            and the similarity features rely on. Needs ``memory_bank``.
         stop_gradient: feed the ranker detached query/document vectors, so only SQDC trains
             the encoders (the paper's "stop-gradient" ablation, Table 5).
         freeze_encoders: keep the encoders fixed (no gradient, eval mode): the second stage of
@@ -133,6 +137,8 @@ class LemurRanker(RankingSystem):
         sqdc_weight: float = 0.1,
         cic: CICLoss | None = None,
         cic_weight: float = 0.1,
+        history_contrastive: HistoryContrastiveLoss | None = None,
+        history_contrastive_weight: float = 0.1,
         stop_gradient: bool = False,
         freeze_encoders: bool = False,
         encoder_checkpoint: str | None = None,
@@ -194,6 +200,15 @@ class LemurRanker(RankingSystem):
             if cic_weight < 0:
                 raise ValueError(f"model.cic_weight must be >= 0, got {cic_weight}")
         self.cic, self.cic_weight = cic, cic_weight
+        if history_contrastive is not None and memory_bank is None:
+            raise ValueError("model.history_contrastive compares target documents with their users' memory-bank histories: "
+                             "it needs model.memory_bank")
+        if history_contrastive_weight < 0:
+            raise ValueError(f"model.history_contrastive_weight must be >= 0, got {history_contrastive_weight}")
+        if history_contrastive is not None and history_contrastive.dims is not None and history_contrastive.dims > doc_encoder.out_dim:
+            raise ValueError(f"model.history_contrastive.init_args.dims={history_contrastive.dims} exceeds "
+                             f"model.doc_encoder.out_dim={doc_encoder.out_dim}")
+        self.history_contrastive, self.history_contrastive_weight = history_contrastive, history_contrastive_weight
         for name, value in (("encoder_lr", encoder_lr), ("encoder_weight_decay", encoder_weight_decay)):
             if value is not None and value < 0:
                 raise ValueError(f"model.{name} must be >= 0 or null, got {value}")
@@ -365,6 +380,14 @@ class LemurRanker(RankingSystem):
             cic = self.cic(content["doc"], self.ids.doc_items(batch["doc_index"]), batch["doc_index"])
             loss = loss + self.cic_weight * cic
             self.log("train/cic", cic, batch_size=len(logits))
+        if self.history_contrastive is not None:  # targets vs their users' bank histories (read after this step's write)
+            name = self.history_contrastive.history
+            ids, mask = batch[f"hist_{name}"], batch[f"hist_{name}_mask"].bool()
+            docs, inverse = torch.unique(ids, return_inverse=True)
+            vectors, valid = self.memory_bank.read(docs, dtype=content["doc"].dtype)
+            hcl = self.history_contrastive(content["doc"], vectors[inverse], mask & valid[inverse], batch["label"], batch["user_id"])
+            loss = loss + self.history_contrastive_weight * hcl
+            self.log("train/history_contrastive", hcl, batch_size=len(logits))
         self.log("train/bce", bce, batch_size=len(logits))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
         return loss if self.finite_or_skip(loss) else None

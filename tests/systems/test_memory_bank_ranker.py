@@ -197,3 +197,22 @@ def test_history_items_equal_a_slot_by_slot_projection(batch) -> None:
     torch.testing.assert_close(vectors, model.memory_bank.table[ids[:, :3]])
     reads = torch.bincount(ids[batch["hist_long_mask"]], minlength=40)
     assert torch.equal(model.memory_bank.reads, reads)
+
+
+def test_history_contrastive_loss_trains_the_document_encoder_and_needs_a_bank(batch) -> None:
+    from lemur.losses import HistoryContrastiveLoss
+
+    model = build(history_contrastive=HistoryContrastiveLoss(scale=5.0), history_contrastive_weight=1.0, sqdc=None)
+    model.train()
+    everything = torch.arange(40)
+    model.memory_bank.write(everything, torch.randn(40, 24), step=0)  # histories need written entries
+    logged = {}
+    model.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    loss = model.training_step(batch, 0)
+    assert "train/history_contrastive" in logged and float(logged["train/history_contrastive"]) > 0
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.doc_encoder.parameters())
+    with pytest.raises(ValueError, match="memory_bank"):
+        build(memory_bank=None, similarity=None, history_contrastive=HistoryContrastiveLoss())
+    with pytest.raises(ValueError, match="history_contrastive.init_args.dims"):
+        build(history_contrastive=HistoryContrastiveLoss(dims=100))
