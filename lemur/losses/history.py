@@ -44,13 +44,15 @@ class HistoryContrastiveLoss(nn.Module):
         scale: ``s``, multiplies the cosine (> 0; a softmax temperature of ``1 / s``).
         history: which history sequence of the batch gives ``h``: ``"long"`` or ``"short"``.
         symmetric: average the document->history and history->document cross-entropies.
-        dims: None: whole vectors; an int: only the first ``dims`` coordinates enter the loss.
+        dims: None: whole vectors; an int: only ``dims`` coordinates enter the loss, from ``skip`` on.
+        skip: coordinates before this one are left out (e.g. ``skip=64, dims=64`` trains only the
+            second half of a ``ConcatTextEncoder`` vector, away from SQDC's first half).
 
     A batch with fewer than two usable rows returns a zero still connected to ``doc``.
     """
 
     def __init__(self, scale: float = 20.0, history: Literal["long", "short"] = "long", symmetric: bool = True,
-                 dims: int | None = None) -> None:
+                 dims: int | None = None, skip: int = 0) -> None:
         super().__init__()
         if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0:
             raise ValueError(f"HistoryContrastiveLoss: scale must be a positive number, got {scale!r}")
@@ -58,10 +60,17 @@ class HistoryContrastiveLoss(nn.Module):
             raise ValueError(f"HistoryContrastiveLoss: history must be 'long' or 'short', got {history!r}")
         if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool) or dims <= 0):
             raise ValueError(f"HistoryContrastiveLoss: dims must be a positive int or null, got {dims!r}")
-        self.scale, self.history, self.symmetric, self.dims = float(scale), history, bool(symmetric), dims
+        if not isinstance(skip, int) or isinstance(skip, bool) or skip < 0:
+            raise ValueError(f"HistoryContrastiveLoss: skip must be an int >= 0, got {skip!r}")
+        self.scale, self.history, self.symmetric, self.dims, self.skip = float(scale), history, bool(symmetric), dims, skip
+
+    @property
+    def width(self) -> int | None:
+        """The vector width this loss needs at least (None: any)."""
+        return None if self.dims is None and self.skip == 0 else self.skip + (self.dims or 1)
 
     def extra_repr(self) -> str:
-        return f"scale={self.scale}, history={self.history!r}, symmetric={self.symmetric}, dims={self.dims}"
+        return f"scale={self.scale}, history={self.history!r}, symmetric={self.symmetric}, dims={self.dims}, skip={self.skip}"
 
     @staticmethod
     def history_mean(history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -75,10 +84,11 @@ class HistoryContrastiveLoss(nn.Module):
             raise ValueError(f"HistoryContrastiveLoss: doc must be [B, D] and history [B, L, D], got {tuple(doc.shape)} and {tuple(history.shape)}")
         if tuple(mask.shape) != tuple(history.shape[:2]):
             raise ValueError(f"HistoryContrastiveLoss: mask must be [B, L] = {list(history.shape[:2])}, got {tuple(mask.shape)}")
-        if self.dims is not None:
-            if self.dims > doc.shape[1]:
-                raise ValueError(f"HistoryContrastiveLoss: dims={self.dims} exceeds the vector width {doc.shape[1]}")
-            doc, history = doc[:, : self.dims], history[..., : self.dims]
+        if self.width is not None:
+            if self.width > doc.shape[1]:
+                raise ValueError(f"HistoryContrastiveLoss: skip={self.skip} + dims={self.dims} exceeds the vector width {doc.shape[1]}")
+            end = None if self.dims is None else self.skip + self.dims
+            doc, history = doc[:, self.skip : end], history[..., self.skip : end]
         mask = mask.bool()
         rows = (label > 0.5) & mask.any(1)
         if int(rows.sum()) < 2:

@@ -205,9 +205,9 @@ class LemurRanker(RankingSystem):
                              "it needs model.memory_bank")
         if history_contrastive_weight < 0:
             raise ValueError(f"model.history_contrastive_weight must be >= 0, got {history_contrastive_weight}")
-        if history_contrastive is not None and history_contrastive.dims is not None and history_contrastive.dims > doc_encoder.out_dim:
-            raise ValueError(f"model.history_contrastive.init_args.dims={history_contrastive.dims} exceeds "
-                             f"model.doc_encoder.out_dim={doc_encoder.out_dim}")
+        if history_contrastive is not None and (history_contrastive.width or 0) > doc_encoder.out_dim:
+            raise ValueError(f"model.history_contrastive.init_args: skip={history_contrastive.skip} + dims={history_contrastive.dims} "
+                             f"exceeds model.doc_encoder.out_dim={doc_encoder.out_dim}")
         self.history_contrastive, self.history_contrastive_weight = history_contrastive, history_contrastive_weight
         for name, value in (("encoder_lr", encoder_lr), ("encoder_weight_decay", encoder_weight_decay)):
             if value is not None and value < 0:

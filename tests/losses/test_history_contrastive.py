@@ -72,6 +72,13 @@ def test_gradient_reaches_documents_only_and_dims_cuts_the_rest() -> None:
     HistoryContrastiveLoss(dims=4)(doc, history, mask, label, user).backward()
     assert doc.grad[:, :4].abs().sum() > 0
     assert doc.grad[:, 4:].abs().sum() == 0
+    doc.grad = None
+    HistoryContrastiveLoss(dims=3, skip=2)(doc, history, mask, label, user).backward()
+    assert doc.grad[:, 2:5].abs().sum() > 0
+    assert doc.grad[:, :2].abs().sum() == 0 and doc.grad[:, 5:].abs().sum() == 0
+    doc.grad = None
+    HistoryContrastiveLoss(skip=6)(doc, history, mask, label, user).backward()
+    assert doc.grad[:, 6:].abs().sum() > 0 and doc.grad[:, :6].abs().sum() == 0
 
 
 def test_fewer_than_two_usable_rows_give_a_connected_zero() -> None:
@@ -82,7 +89,7 @@ def test_fewer_than_two_usable_rows_give_a_connected_zero() -> None:
     assert doc.grad is not None
 
 
-@pytest.mark.parametrize("kwargs, field", [({"scale": 0}, "scale"), ({"history": "medium"}, "history"), ({"dims": 0}, "dims")])
+@pytest.mark.parametrize("kwargs, field", [({"scale": 0}, "scale"), ({"history": "medium"}, "history"), ({"dims": 0}, "dims"), ({"skip": -1}, "skip")])
 def test_bad_settings_are_named(kwargs, field) -> None:
     with pytest.raises(ValueError, match=field):
         HistoryContrastiveLoss(**kwargs)
