@@ -106,6 +106,11 @@ class LemurRanker(RankingSystem):
             in the paper): each clicked target's encoder vector vs its user's history mean of bank
             vectors, added as ``weight * loss``. It trains the document geometry the bank histories
             and the similarity features rely on. Needs ``memory_bank``.
+        join_gradient: in training, a history entry whose document is also one of this batch's target
+            documents takes the batch's fresh vector *with its graph* instead of the (already fresh, but
+            detached) bank copy, so the loss also trains the encoder through the history side of the
+            dedup join, at no extra encoder cost (the paper does not say whether its join carries
+            gradient). Needs ``memory_bank``.
         stop_gradient: feed the ranker detached query/document vectors, so only SQDC trains
             the encoders (the paper's "stop-gradient" ablation, Table 5).
         freeze_encoders: keep the encoders fixed (no gradient, eval mode): the second stage of
@@ -139,6 +144,7 @@ class LemurRanker(RankingSystem):
         cic_weight: float = 0.1,
         history_contrastive: HistoryContrastiveLoss | None = None,
         history_contrastive_weight: float = 0.1,
+        join_gradient: bool = False,
         stop_gradient: bool = False,
         freeze_encoders: bool = False,
         encoder_checkpoint: str | None = None,
@@ -209,6 +215,9 @@ class LemurRanker(RankingSystem):
             raise ValueError(f"model.history_contrastive.init_args: skip={history_contrastive.skip} + dims={history_contrastive.dims} "
                              f"exceeds model.doc_encoder.out_dim={doc_encoder.out_dim}")
         self.history_contrastive, self.history_contrastive_weight = history_contrastive, history_contrastive_weight
+        if join_gradient and memory_bank is None:
+            raise ValueError("model.join_gradient passes gradient through the memory bank's dedup join: it needs model.memory_bank")
+        self.join_gradient = join_gradient
         for name, value in (("encoder_lr", encoder_lr), ("encoder_weight_decay", encoder_weight_decay)):
             if value is not None and value < 0:
                 raise ValueError(f"model.{name} must be >= 0 or null, got {value}")
@@ -282,9 +291,29 @@ class LemurRanker(RankingSystem):
         for where, fresh in parts:
             vectors = vectors.index_copy(0, where, fresh)
         out["doc"] = vectors[inverse]
+        out["batch_ids"], out["batch_doc"] = docs, vectors  # sorted distinct documents, their vectors (grad where encoded)
         out["fresh_ids"], out["fresh_doc"] = docs[encode], vectors[encode].detach()
         out["encoded_rows"] = encode[inverse].float().mean()
+        if bank is not None and self.training and "hist_doc_index" in batch:
+            self._encode_history_documents(batch, grad, out)
         return out
+
+    def _encode_history_documents(self, batch: dict[str, torch.Tensor], grad: bool, out: dict[str, torch.Tensor]) -> None:
+        """Encode the history documents the batch carries (``data.history.encode_docs``): they join the
+        bank write and ``batch_ids`` / ``batch_doc`` (so ``join_gradient`` trains through them)."""
+        ids = batch["hist_doc_index"]
+        keep = ~torch.isin(ids, out["batch_ids"])  # never a target of this batch (the loader ensures it too)
+        if not keep.any():
+            return
+        sub = {k: batch["hist_" + k][keep] for k in DOC_KEYS if "hist_" + k in batch}
+        with torch.set_grad_enabled(grad):
+            fresh = self.doc_encoder(sub).to(out["batch_doc"].dtype)
+        ids = ids[keep]
+        all_ids, all_vectors = torch.cat([out["batch_ids"], ids]), torch.cat([out["batch_doc"], fresh])
+        order = torch.argsort(all_ids)
+        out["batch_ids"], out["batch_doc"] = all_ids[order], all_vectors[order]
+        out["fresh_ids"] = torch.cat([out["fresh_ids"], ids])
+        out["fresh_doc"] = torch.cat([out["fresh_doc"], fresh.detach()])
 
     @torch.no_grad()
     def document_vectors(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -309,7 +338,8 @@ class LemurRanker(RankingSystem):
             raise ValueError(f"model.memory_bank.init_args.capacity={self.memory_bank.capacity} is smaller than the dataset's "
                              f"{num_docs} documents: set it to at least {num_docs}")
 
-    def _history_items(self, batch: dict[str, torch.Tensor], name: str, keep: int = 0) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _history_items(self, batch: dict[str, torch.Tensor], name: str, keep: int = 0,
+                       content: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``(table [U, token_dim], index [B, L], mask [B, L], bank vectors [B, keep, bank.dim] or None)`` of one history.
 
         The items are ``table[index]``: each distinct document of the batch's history is read (bank)
@@ -322,6 +352,8 @@ class LemurRanker(RankingSystem):
         if self.memory_bank is None:
             return self.ids.doc_items(docs), inverse, mask, None
         vectors, valid = self.memory_bank.read(docs, dtype=self.doc_proj.weight.dtype)
+        if self.join_gradient and self.training and content is not None and "batch_ids" in content:
+            vectors = self._join_fresh(docs, vectors, content["batch_ids"], content["batch_doc"])
         if self.training:
             self.memory_bank.count_reads(docs, torch.bincount(inverse[mask], minlength=len(docs)))
         valid = valid[inverse]
@@ -330,6 +362,16 @@ class LemurRanker(RankingSystem):
         mask = mask & valid
         table = self.history_proj(vectors) if self.history_proj is not None else None
         return table, inverse, mask, vectors[inverse[:, :keep]] if keep else None
+
+    @staticmethod
+    def _join_fresh(ids: torch.Tensor, vectors: torch.Tensor, batch_ids: torch.Tensor, batch_vectors: torch.Tensor) -> torch.Tensor:
+        """``vectors`` with the rows whose ID is one of this batch's documents replaced by the batch's own
+        vectors, graph included (``join_gradient``). ``batch_ids`` is sorted (``torch.unique``)."""
+        if not len(batch_ids):
+            return vectors
+        where = torch.searchsorted(batch_ids, ids).clamp(max=len(batch_ids) - 1)
+        hit = batch_ids[where] == ids
+        return torch.where(hit[:, None], batch_vectors[where].to(vectors.dtype), vectors)
 
     def feature_tokens(self, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]) -> torch.Tensor:
         """All feature tokens of a batch: ``[B, num_tokens, token_dim]``."""
@@ -342,7 +384,7 @@ class LemurRanker(RankingSystem):
             tokens.append(self.doc_proj(content["doc"])[:, None])
         tokens = torch.cat(tokens, dim=1)
         keep = {"long": self.similarity.max_len} if self.similarity is not None else {}
-        histories = {name: self._history_items(batch, name, keep.get(name, 0)) for name in ("short", "long")
+        histories = {name: self._history_items(batch, name, keep.get(name, 0), content) for name in ("short", "long")
                      if name in self.histories or name in keep}
         extra = []
         if len(self.histories):

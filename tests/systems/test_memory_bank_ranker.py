@@ -216,3 +216,52 @@ def test_history_contrastive_loss_trains_the_document_encoder_and_needs_a_bank(b
         build(memory_bank=None, similarity=None, history_contrastive=HistoryContrastiveLoss())
     with pytest.raises(ValueError, match="history_contrastive.init_args: skip=0 \\+ dims=100"):
         build(history_contrastive=HistoryContrastiveLoss(dims=100))
+
+
+@pytest.mark.parametrize("join_gradient", [False, True])
+def test_join_gradient_trains_the_encoder_through_history_entries_of_batch_documents(batch, join_gradient) -> None:
+    model = build(join_gradient=join_gradient)
+    model.train()
+    model.memory_bank.write(torch.arange(40), torch.randn(40, 24), step=0)
+    content = model.encode(batch)
+    model.memory_bank.write(content["fresh_ids"], content["fresh_doc"], step=1)  # as training_step does
+    table, index, mask, _ = model._history_items(batch, "long", 0, content)
+    shared = torch.isin(batch["hist_long"][batch["hist_long_mask"].bool()], batch["doc_index"])
+    assert shared.any()  # the batch's histories hold some of its own target documents
+    # the forward values are the bank's either way (the bank already holds this step's fresh vectors) ...
+    plain = model.history_proj(model.memory_bank.read(torch.unique(batch["hist_long"]))[0])
+    torch.testing.assert_close(table, plain)
+    # ... but only the join carries the encoder's graph
+    assert table.requires_grad
+    table.sum().backward()
+    touched = any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.doc_encoder.parameters())
+    assert touched == join_gradient
+
+
+def test_join_gradient_needs_a_bank() -> None:
+    with pytest.raises(ValueError, match="join_gradient"):
+        build(memory_bank=None, similarity=None, join_gradient=True)
+
+
+def test_history_documents_are_encoded_written_and_joined_with_their_graph(handmade_dataset: Path) -> None:
+    from lemur.data.datamodule import HistoryConfig
+
+    dm = LemurDataModule(root=str(handmade_dataset), batch_size=32, num_workers=0,
+                         history=HistoryConfig(short_len=16, long_len=128, encode_docs=8))
+    dm.setup("fit")
+    torch.manual_seed(0)
+    batch = next(iter(dm.train_dataloader()))
+    extra = batch["hist_doc_index"]
+    assert len(extra)
+    model = build(join_gradient=True)
+    model.train()
+    content = model.encode(batch)
+    assert set(extra.tolist()) <= set(content["fresh_ids"].tolist())  # written with the targets
+    at = torch.searchsorted(content["batch_ids"], extra)
+    own = model.doc_encoder({k: batch["hist_" + k] for k in ("doc_tokens", "doc_types", "doc_mask")})
+    torch.testing.assert_close(content["batch_doc"][at], own)
+    assert content["batch_doc"][at].requires_grad
+    # evaluation never encodes them
+    model.eval()
+    with torch.no_grad():
+        assert set(model.encode(batch)["batch_ids"].tolist()) == set(batch["doc_index"].tolist())
