@@ -25,13 +25,27 @@ class CosineSimilarityFeatures(nn.Module):
     leak into gradients. The module does not detach ``items``: pass
     ``items.detach()`` (as memory-bank reads already are) to stop their gradient.
 
+    Optionally (``proj_dim``, not in the paper) both sides first go through one learned
+    ``Linear(input_dim, proj_dim, bias=False)``, so the cosine is taken in a subspace the ranker's
+    loss chooses (e.g. the directions that say whether a user likes a document, when they are a
+    small part of the vectors) rather than over the whole vector.
+
     Args:
         max_len: number of history slots in the output (``out_dim = 2 * max_len``).
         eps: norm floor for the cosine.
+        proj_dim: None (the paper): cosine of the vectors themselves; an int: of their projections.
+        input_dim: the vectors' width (needed with ``proj_dim``).
     """
 
-    def __init__(self, max_len: int, eps: float = 1e-8) -> None:
+    def __init__(self, max_len: int, eps: float = 1e-8, proj_dim: int | None = None, input_dim: int | None = None) -> None:
         super().__init__()
+        for name, value in (("proj_dim", proj_dim), ("input_dim", input_dim)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise ValueError(f"CosineSimilarityFeatures: {name} must be a positive int or null, got {value!r}")
+        if proj_dim is not None and input_dim is None:
+            raise ValueError("CosineSimilarityFeatures: proj_dim needs input_dim (the width of the document vectors)")
+        self.proj_dim, self.input_dim = proj_dim, input_dim
+        self.proj = nn.Linear(input_dim, proj_dim, bias=False) if proj_dim is not None else None
         if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len <= 0:
             raise ValueError(f"CosineSimilarityFeatures: max_len must be a positive int, got {max_len!r}")
         if not eps > 0:
@@ -41,7 +55,7 @@ class CosineSimilarityFeatures(nn.Module):
         self.out_dim = 2 * max_len
 
     def extra_repr(self) -> str:
-        return f"max_len={self.max_len}, out_dim={self.out_dim}"
+        return f"max_len={self.max_len}, out_dim={self.out_dim}, proj_dim={self.proj_dim}"
 
     def forward(self, target: torch.Tensor, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``[B, 2 * max_len]``: raw similarities then the same sorted in descending order."""
@@ -54,6 +68,8 @@ class CosineSimilarityFeatures(nn.Module):
         items, mask = items[:, : self.max_len], mask[:, : self.max_len].bool()
 
         items = items.masked_fill(~mask[..., None], 0.0)
+        if self.proj is not None:
+            target, items = self.proj(target), self.proj(items)
         t = F.normalize(target, dim=-1, eps=self.eps)
         e = F.normalize(items, dim=-1, eps=self.eps)
         sim = torch.einsum("bd,bld->bl", t, e)  # [B, L']

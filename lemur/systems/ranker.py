@@ -178,6 +178,8 @@ class LemurRanker(RankingSystem):
                 raise ValueError(f"model.memory_bank.dim={memory_bank.dim} != model.doc_encoder.out_dim={doc_encoder.out_dim}; make them equal")
         elif similarity is not None or sampling.forward < 1 or sampling.backward < 1 or serve_from_bank:
             raise ValueError("model.similarity, model.sampling below 1 and model.serve_from_bank read the memory bank: set model.memory_bank")
+        if similarity is not None and similarity.input_dim is not None and similarity.input_dim != doc_encoder.out_dim:
+            raise ValueError(f"model.similarity.init_args.input_dim={similarity.input_dim} must equal model.doc_encoder.out_dim={doc_encoder.out_dim}")
         self.history_proj = nn.Linear(memory_bank.dim, d) if memory_bank is not None and len(self.histories) else None
         self.similarity_proj = nn.Linear(similarity.out_dim, d) if similarity is not None else None
         num_tokens = (self.ids.num_tokens + (query_encoder is not None) + (doc_encoder is not None) + len(self.histories)

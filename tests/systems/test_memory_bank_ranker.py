@@ -265,3 +265,9 @@ def test_history_documents_are_encoded_written_and_joined_with_their_graph(handm
     model.eval()
     with torch.no_grad():
         assert set(model.encode(batch)["batch_ids"].tolist()) == set(batch["doc_index"].tolist())
+
+
+def test_similarity_projection_width_is_checked() -> None:
+    with pytest.raises(ValueError, match="similarity.init_args.input_dim=10"):
+        build(similarity=CosineSimilarityFeatures(max_len=8, proj_dim=4, input_dim=10))
+    build(similarity=CosineSimilarityFeatures(max_len=8, proj_dim=4, input_dim=24))
