@@ -3,6 +3,6 @@
 from lemur.sequence.base import SequenceDecoder
 from lemur.sequence.longer import LongerDecoder
 from lemur.sequence.pooling import MeanPoolDecoder
-from lemur.sequence.similarity import CosineSimilarityFeatures
+from lemur.sequence.similarity import CosineSimilarityFeatures, HistorySimilarityLogit
 
-__all__ = ["SequenceDecoder", "MeanPoolDecoder", "LongerDecoder", "CosineSimilarityFeatures"]
+__all__ = ["SequenceDecoder", "MeanPoolDecoder", "LongerDecoder", "CosineSimilarityFeatures", "HistorySimilarityLogit"]

@@ -29,7 +29,7 @@ from lemur.memory.base import MemoryBank
 from lemur.ranking.base import Backbone
 from lemur.ranking.features import FeatureConfig, IdFeatures
 from lemur.sequence.base import SequenceDecoder
-from lemur.sequence.similarity import CosineSimilarityFeatures
+from lemur.sequence.similarity import CosineSimilarityFeatures, HistorySimilarityLogit
 from lemur.systems.base import RankingSystem, _adamw
 
 
@@ -94,6 +94,8 @@ class LemurRanker(RankingSystem):
             paper's dedup join). None = ID histories, no similarity features.
         similarity: ``CosineSimilarityFeatures`` of the target document vs the long history's
             bank vectors (raw + sorted), one more feature token. Needs ``memory_bank``.
+        history_logit: ``HistorySimilarityLogit``, a term ``scale * cos(target document, mean of a history's
+            bank vectors)`` added to the backbone's logit (not in the paper; see the class). Needs ``memory_bank``.
         sampling: the p / q row sampling of the document encoder (needs ``memory_bank`` below 1).
         serve_from_bank: at validation/test/predict, take target documents from the bank
             (encoding only those never written): the serving path, no document encoder cost.
@@ -136,6 +138,7 @@ class LemurRanker(RankingSystem):
         long_history: Callable[[int], SequenceDecoder] | None = None,
         memory_bank: MemoryBank | None = None,
         similarity: CosineSimilarityFeatures | None = None,
+        history_logit: HistorySimilarityLogit | None = None,
         sampling: Sampling = Sampling(),
         serve_from_bank: bool = False,
         sqdc: SQDCLoss | None = None,
@@ -180,6 +183,13 @@ class LemurRanker(RankingSystem):
             raise ValueError("model.similarity, model.sampling below 1 and model.serve_from_bank read the memory bank: set model.memory_bank")
         if similarity is not None and similarity.input_dim is not None and similarity.input_dim != doc_encoder.out_dim:
             raise ValueError(f"model.similarity.init_args.input_dim={similarity.input_dim} must equal model.doc_encoder.out_dim={doc_encoder.out_dim}")
+        if history_logit is not None:
+            if memory_bank is None:
+                raise ValueError("model.history_logit compares target documents with their memory-bank histories: it needs model.memory_bank")
+            if history_logit.input_dim is not None and history_logit.input_dim != doc_encoder.out_dim:
+                raise ValueError(f"model.history_logit.init_args.input_dim={history_logit.input_dim} must equal "
+                                 f"model.doc_encoder.out_dim={doc_encoder.out_dim}")
+        self.history_logit = history_logit
         self.history_proj = nn.Linear(memory_bank.dim, d) if memory_bank is not None and len(self.histories) else None
         self.similarity_proj = nn.Linear(similarity.out_dim, d) if similarity is not None else None
         num_tokens = (self.ids.num_tokens + (query_encoder is not None) + (doc_encoder is not None) + len(self.histories)
@@ -399,10 +409,22 @@ class LemurRanker(RankingSystem):
             tokens = torch.cat([tokens, torch.stack(extra, dim=1)], dim=1)
         return tokens
 
+    def logits(self, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]) -> torch.Tensor:
+        """CTR logits ``[B]``: the backbone over the feature tokens, plus the ``history_logit`` term when set."""
+        out = self.backbone(self.feature_tokens(batch, content))
+        if self.history_logit is not None:
+            name = self.history_logit.history
+            ids, mask = batch[f"hist_{name}"], batch[f"hist_{name}_mask"].bool()
+            docs, inverse = torch.unique(ids, return_inverse=True)
+            vectors, valid = self.memory_bank.read(docs, dtype=content["doc"].dtype)
+            doc = content["doc"].detach() if self.stop_gradient else content["doc"]
+            out = out + self.history_logit(doc, vectors, inverse, mask & valid[inverse])
+        return out
+
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """CTR logits ``[B]`` and the content vectors they were computed from (no bank write: see training_step)."""
         content = self.encode(batch)
-        return self.backbone(self.feature_tokens(batch, content)), content
+        return self.logits(batch, content), content
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -413,7 +435,7 @@ class LemurRanker(RankingSystem):
             written = self.memory_bank.write(content["fresh_ids"], content["fresh_doc"], step=self.global_step)
             self.bank_stats = {"staleness": written.staleness, "coverage_target": content["bank_hit"],
                                "encoded_rows": content["encoded_rows"]}
-        logits = self.backbone(self.feature_tokens(batch, content))
+        logits = self.logits(batch, content)
         bce = F.binary_cross_entropy_with_logits(logits, batch["label"])
         loss = bce
         if self.sqdc is not None:
@@ -433,6 +455,8 @@ class LemurRanker(RankingSystem):
             loss = loss + self.history_contrastive_weight * hcl
             self.log("train/history_contrastive", hcl, batch_size=len(logits))
         self.log("train/bce", bce, batch_size=len(logits))
+        if self.history_logit is not None:
+            self.log("train/history_logit_scale", self.history_logit.scale.detach(), batch_size=len(logits))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
         return loss if self.finite_or_skip(loss) else None
 
