@@ -271,3 +271,31 @@ def test_similarity_projection_width_is_checked() -> None:
     with pytest.raises(ValueError, match="similarity.init_args.input_dim=10"):
         build(similarity=CosineSimilarityFeatures(max_len=8, proj_dim=4, input_dim=10))
     build(similarity=CosineSimilarityFeatures(max_len=8, proj_dim=4, input_dim=24))
+
+
+@pytest.mark.parametrize("stop_gradient", [False, True])
+def test_history_logit_adds_its_term_to_the_backbone_and_trains_the_encoder(batch, stop_gradient) -> None:
+    from lemur.sequence import HistorySimilarityLogit
+
+    model = build(history_logit=HistorySimilarityLogit(init_scale=3.0), sqdc=None, stop_gradient=stop_gradient)
+    model.train()
+    model.memory_bank.write(torch.arange(40), torch.randn(40, 24), step=0)  # histories need written entries
+    content = model.encode(batch)
+    logits = model.logits(batch, content)
+    plain = model.backbone(model.feature_tokens(batch, content))
+    mask = batch["hist_long_mask"].bool()
+    term = model.history_logit(content["doc"], model.memory_bank.table, batch["hist_long"], mask)
+    torch.testing.assert_close(logits, plain + term)
+    assert term.abs().sum() > 0
+    logged = {}
+    model.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    model.training_step(batch, 0).backward()
+    assert float(logged["train/history_logit_scale"]) == 3.0
+    assert model.history_logit.scale.grad is not None
+    # the term reaches the document encoder unless stop_gradient cuts every ranker path to it
+    touched = any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.doc_encoder.parameters())
+    assert touched != stop_gradient
+    with pytest.raises(ValueError, match="history_logit .*needs model.memory_bank"):
+        build(memory_bank=None, similarity=None, history_logit=HistorySimilarityLogit())
+    with pytest.raises(ValueError, match="history_logit.init_args.input_dim=16 must equal"):
+        build(history_logit=HistorySimilarityLogit(proj_dim=8, input_dim=16))
