@@ -24,7 +24,7 @@ from torch import nn
 
 from lemur.encoders.base import TextEncoder
 from lemur.encoders.document import DocumentEncoder
-from lemur.losses import CICLoss, HistoryContrastiveLoss, SQDCLoss
+from lemur.losses import CICLoss, HistoryContrastiveLoss, SQDCLoss, WordBagReconstructionLoss
 from lemur.memory.base import MemoryBank
 from lemur.ranking.base import Backbone
 from lemur.ranking.features import FeatureConfig, IdFeatures
@@ -108,6 +108,10 @@ class LemurRanker(RankingSystem):
             in the paper): each clicked target's encoder vector vs its user's history mean of bank
             vectors, added as ``weight * loss``. It trains the document geometry the bank histories
             and the similarity features rely on. Needs ``memory_bank``.
+        reconstruction, reconstruction_weight: the word-bag reconstruction loss (not in the paper): a linear
+            decoder predicts each target document's tokens from its encoder vector, added as ``weight * loss``,
+            so the vector keeps which words the document holds (e.g. rare words that only some users care
+            about) for the history modules to select from. Its ``input_dim`` = ``doc_encoder.out_dim``.
         join_gradient: in training, a history entry whose document is also one of this batch's target
             documents takes the batch's fresh vector *with its graph* instead of the (already fresh, but
             detached) bank copy, so the loss also trains the encoder through the history side of the
@@ -147,6 +151,8 @@ class LemurRanker(RankingSystem):
         cic_weight: float = 0.1,
         history_contrastive: HistoryContrastiveLoss | None = None,
         history_contrastive_weight: float = 0.1,
+        reconstruction: WordBagReconstructionLoss | None = None,
+        reconstruction_weight: float = 0.1,
         join_gradient: bool = False,
         stop_gradient: bool = False,
         freeze_encoders: bool = False,
@@ -227,6 +233,15 @@ class LemurRanker(RankingSystem):
             raise ValueError(f"model.history_contrastive.init_args: skip={history_contrastive.skip} + dims={history_contrastive.dims} "
                              f"exceeds model.doc_encoder.out_dim={doc_encoder.out_dim}")
         self.history_contrastive, self.history_contrastive_weight = history_contrastive, history_contrastive_weight
+        if reconstruction is not None:
+            if doc_encoder is None:
+                raise ValueError("model.reconstruction decodes document-encoder vectors: it needs model.doc_encoder")
+            if reconstruction.input_dim != doc_encoder.out_dim:
+                raise ValueError(f"model.reconstruction.init_args.input_dim={reconstruction.input_dim} must equal "
+                                 f"model.doc_encoder.out_dim={doc_encoder.out_dim}")
+        if reconstruction_weight < 0:
+            raise ValueError(f"model.reconstruction_weight must be >= 0, got {reconstruction_weight}")
+        self.reconstruction, self.reconstruction_weight = reconstruction, reconstruction_weight
         if join_gradient and memory_bank is None:
             raise ValueError("model.join_gradient passes gradient through the memory bank's dedup join: it needs model.memory_bank")
         self.join_gradient = join_gradient
@@ -446,6 +461,10 @@ class LemurRanker(RankingSystem):
             cic = self.cic(content["doc"], self.ids.doc_items(batch["doc_index"]), batch["doc_index"])
             loss = loss + self.cic_weight * cic
             self.log("train/cic", cic, batch_size=len(logits))
+        if self.reconstruction is not None:  # the target documents' own tokens from their vectors
+            rec = self.reconstruction(content["doc"], batch["doc_tokens"], batch["doc_mask"], batch["doc_types"])
+            loss = loss + self.reconstruction_weight * rec
+            self.log("train/reconstruction", rec, batch_size=len(logits))
         if self.history_contrastive is not None:  # targets vs their users' bank histories (read after this step's write)
             name = self.history_contrastive.history
             ids, mask = batch[f"hist_{name}"], batch[f"hist_{name}_mask"].bool()
