@@ -299,3 +299,22 @@ def test_history_logit_adds_its_term_to_the_backbone_and_trains_the_encoder(batc
         build(memory_bank=None, similarity=None, history_logit=HistorySimilarityLogit())
     with pytest.raises(ValueError, match="history_logit.init_args.input_dim=16 must equal"):
         build(history_logit=HistorySimilarityLogit(proj_dim=8, input_dim=16))
+
+
+def test_reconstruction_loss_trains_the_document_encoder_and_checks_its_width(batch) -> None:
+    from lemur.losses import WordBagReconstructionLoss
+
+    vocab = int(batch["doc_tokens"].max()) + 1
+    model = build(reconstruction=WordBagReconstructionLoss(input_dim=24, vocab_size=vocab), reconstruction_weight=1.0,
+                  sqdc=None, stop_gradient=True)  # stop_gradient: only the reconstruction reaches the encoder
+    model.train()
+    logged = {}
+    model.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    model.training_step(batch, 0).backward()
+    assert float(logged["train/reconstruction"]) > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.doc_encoder.parameters())
+    assert model.reconstruction.decoder.weight.grad is not None
+    with pytest.raises(ValueError, match="reconstruction.init_args.input_dim=16 must equal model.doc_encoder.out_dim=24"):
+        build(reconstruction=WordBagReconstructionLoss(input_dim=16))
+    with pytest.raises(ValueError, match="reconstruction_weight must be >= 0"):
+        build(reconstruction=WordBagReconstructionLoss(input_dim=24), reconstruction_weight=-1.0)
