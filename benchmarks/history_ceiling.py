@@ -100,7 +100,7 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
 
     from lemur.data.history import HistoryIndex
-    from lemur.data.synth import PRESETS, _generate, grouped_auc, preset
+    from lemur.data.synth import PRESETS, _auc as grouped_auc, preset, simulate
 
     if args.preset not in PRESETS:
         raise SystemExit(f"--preset {args.preset!r}: expected one of {', '.join(PRESETS)}")
@@ -111,7 +111,7 @@ def main() -> None:
     start = time.perf_counter()
     print(f"simulating {args.preset} with its latent terms ...", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        summary, lat, world = _generate(config, tmp, progress=False, keep_latent=True)
+        summary, lat, world = simulate(config, tmp, progress=False, keep_latent=True)
         events = pq.read_table(Path(tmp) / "events.parquet", columns=["timestamp", "day", "label"])
     ts, day = events.column("timestamp").to_numpy(), events.column("day").to_numpy()
     label = lat["label"].astype(np.int64)

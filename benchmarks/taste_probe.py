@@ -59,12 +59,12 @@ def visual_taste_labels(root: Path) -> tuple[list[int], list[int]]:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from lemur.data.synth import SynthConfig, _build_world
+    from lemur.data.synth import SynthConfig, build_world
 
     config = json.loads((root / "synth.json").read_text())["config"]
     fields = {f.name: f for f in dataclasses.fields(SynthConfig)}
     cfg = SynthConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in fields})
-    world = _build_world(cfg)
+    world = build_world(cfg)
     docs = pq.read_table(root / "docs.parquet", columns=["doc_id", "image"])
     if not np.array_equal(docs.column("doc_id").to_numpy(), world.doc_id):
         raise SystemExit(f"{root / 'docs.parquet'}: its doc_ids differ from a re-simulation with {root / 'synth.json'}; "

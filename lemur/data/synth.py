@@ -215,8 +215,9 @@ PRESETS: dict[str, SynthConfig] = {
 
 # ---------------------------------------------------------------------------- world
 @dataclass
-class _World:
-    """The latent world: vocabulary partition, documents, users and queries (all arrays)."""
+class World:
+    """The latent world of a config (``build_world``): vocabulary partition, documents, users and queries
+    (all arrays; documents in creation order, users in dense index order)."""
 
     words: np.ndarray  # object [V]: the word pool
     filler: np.ndarray  # int [F] pool indices
@@ -283,7 +284,7 @@ def _uniform_lengths(rng: np.random.Generator, n: int, lo_hi: tuple[int, int]) -
     return rng.integers(lo_hi[0], lo_hi[1] + 1, size=n)
 
 
-def _build_world(cfg: SynthConfig) -> _World:
+def build_world(cfg: SynthConfig) -> World:
     r_vocab, r_docs, r_text, r_users, r_queries = _rngs(cfg.seed, 0, 5)
     T, W, Kt, Kv = cfg.n_topics, cfg.words_per_topic, cfg.n_text_tastes, cfg.n_visual_tastes
 
@@ -390,7 +391,7 @@ def _build_world(cfg: SynthConfig) -> _World:
             query_bits[i] = np.bitwise_or.reduce(np.left_shift(np.uint64(1), local.astype(np.uint64)))
     query_cum = np.cumsum(_zipf(Q, 1.0))
 
-    return _World(
+    return World(
         words=words, filler=filler, topic_words=topic_words, markers=markers,
         doc_id=doc_id, doc_topic=doc_topic, doc_quality=doc_quality, doc_text_taste=doc_text_taste,
         doc_visual_taste=doc_visual_taste, doc_marked=doc_marked, publish_day=publish_day, doc_bits=doc_bits,
@@ -474,7 +475,7 @@ _EVENTS_SCHEMA = pa.schema([
 ])
 
 
-def _write_docs(cfg: SynthConfig, world: _World, path: Path, progress: bool) -> int:
+def _write_docs(cfg: SynthConfig, world: World, path: Path, progress: bool) -> int:
     from tqdm.auto import tqdm
 
     (rng,) = _rngs(cfg.seed, 1, 1)
@@ -531,7 +532,7 @@ class _Day:
     latent: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _simulate_day(cfg: SynthConfig, w: _World, day: int, rng: np.random.Generator, text_pref: np.ndarray,
+def _simulate_day(cfg: SynthConfig, w: World, day: int, rng: np.random.Generator, text_pref: np.ndarray,
                   visual_pref: np.ndarray, first_session: int, by_topic: np.ndarray, topic_start: np.ndarray) -> _Day:
     T, K, U = cfg.n_topics, cfg.docs_per_session, cfg.n_users
     # sessions: who, when, which topic and query
@@ -610,45 +611,30 @@ def _simulate_day(cfg: SynthConfig, w: _World, day: int, rng: np.random.Generato
     )
 
 
-def grouped_auc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None) -> float:
-    """Mean over groups (all rows if ``groups`` is None) of the tie-aware ROC AUC, skipping
-    groups with a single class: AUC, or QAUC when grouped by session."""
-    scores = np.asarray(scores, np.float64)
-    labels = np.asarray(labels).astype(bool)
+def _auc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None) -> float:
+    """AUC (``groups`` None) or the mean per-group AUC (QAUC by session) with lemur's own metric."""
+    import torch
+
+    from lemur.metrics import grouped_auc
+
     groups = np.zeros(len(scores), np.int64) if groups is None else np.asarray(groups)
-    order = np.lexsort((scores, groups))
-    g, s, y = groups[order], scores[order], labels[order]
-    n = len(s)
-    new_group = np.r_[True, g[1:] != g[:-1]]
-    new_tie = new_group | np.r_[True, s[1:] != s[:-1]]
-    pos = np.arange(n, dtype=np.float64)
-    group_start = pos[new_group][np.cumsum(new_group) - 1]
-    tie_id = np.cumsum(new_tie) - 1
-    tie_first = np.flatnonzero(new_tie)
-    tie_last = np.r_[tie_first[1:], n] - 1
-    rank = (tie_first[tie_id] + tie_last[tie_id]) / 2.0 - group_start + 1.0  # 1-based, tie-averaged
-    gid = np.cumsum(new_group) - 1
-    n_pos = np.bincount(gid, weights=y)
-    n_all = np.bincount(gid).astype(np.float64)
-    n_neg = n_all - n_pos
-    rank_pos = np.bincount(gid, weights=rank * y)
-    ok = (n_pos > 0) & (n_neg > 0)
-    if not ok.any():
-        return float("nan")
-    auc = (rank_pos[ok] - n_pos[ok] * (n_pos[ok] + 1) / 2.0) / (n_pos[ok] * n_neg[ok])
-    return float(auc.mean())
+    value, _ = grouped_auc(torch.as_tensor(np.asarray(scores, np.float64)), torch.as_tensor(np.asarray(labels).astype(np.int64)),
+                           torch.as_tensor(groups.astype(np.int64)))
+    return float(value)
 
 
-def _generate(config: SynthConfig, out: str | Path, progress: bool = True,
-              keep_latent: bool = False) -> tuple[dict, dict[str, np.ndarray] | None, _World]:
+def simulate(config: SynthConfig, out: str | Path, progress: bool = True,
+             keep_latent: bool = False) -> tuple[dict, dict[str, np.ndarray] | None, World]:
     """``generate`` plus, with ``keep_latent``, the click model's per-row terms (in the
-    events.parquet row order, with dense ``user``/``doc`` indices) and the latent world."""
+    events.parquet row order, with dense ``user``/``doc`` indices) and the latent ``World``.
+
+    The public entry point of diagnostics that need the simulator's truth (oracle ceilings, probes)."""
     from tqdm.auto import tqdm
 
     cfg = config
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    world = _build_world(cfg)
+    world = build_world(cfg)
     n_images = _write_docs(cfg, world, out / DOCS_FILE, progress)
 
     day_rngs = _rngs(cfg.seed, 2, cfg.n_days)
@@ -721,8 +707,8 @@ def _generate(config: SynthConfig, out: str | Path, progress: bool = True,
     diag = {}
     for name, parts in (("oracle", diag_logit), ("relevance_only", diag_rel), ("oracle_without_tastes", diag_notaste)):
         score = np.concatenate(parts)
-        diag[f"auc_{name}"] = round(grouped_auc(score, label), 4)
-        diag[f"qauc_{name}"] = round(grouped_auc(score, label, session), 4)
+        diag[f"auc_{name}"] = round(_auc(score, label), 4)
+        diag[f"qauc_{name}"] = round(_auc(score, label, session), 4)
     active = rows_per_user > 0
     summary = {
         "rows": total,
@@ -760,7 +746,7 @@ def _generate(config: SynthConfig, out: str | Path, progress: bool = True,
 def generate(config: SynthConfig, out: str | Path, progress: bool = True) -> dict:
     """Simulate ``config`` and write ``out/docs.parquet``, ``out/events.parquet`` and
     ``out/synth.json``; return the summary statistics (also stored in synth.json)."""
-    summary, _, _ = _generate(config, out, progress=progress)
+    summary, _, _ = simulate(config, out, progress=progress)
     return summary
 
 

@@ -57,9 +57,9 @@ def test_visual_taste_labels_come_from_the_generator(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
     from taste_probe import cover_colour, visual_taste_labels
 
-    from lemur.data.synth import PRESETS, _generate
+    from lemur.data.synth import PRESETS, simulate
 
-    _, _, world = _generate(PRESETS["tiny"], tmp_path / "tiny", progress=False)
+    _, _, world = simulate(PRESETS["tiny"], tmp_path / "tiny", progress=False)
     rows, tastes = visual_taste_labels(tmp_path / "tiny")
     has_image = np.asarray(pq.read_table(tmp_path / "tiny" / "docs.parquet", columns=["image"]).column("image").is_valid())
     assert rows == np.flatnonzero(has_image).tolist() and 0 < len(rows) < len(world.doc_id)  # tiny has a few imageless docs

@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 
 from lemur.data.schema import DOCS_FILE, EVENTS_FILE, TEXT_FIELDS, validate_dataset
-from lemur.data.synth import PRESETS, SYNTH_FILE, SynthConfig, _generate, generate, grouped_auc, preset, word_pool
+from sklearn.metrics import roc_auc_score
+
+from lemur.data.synth import PRESETS, SYNTH_FILE, SynthConfig, simulate, generate, preset, word_pool
 
 TINY = PRESETS["tiny"]
 
@@ -20,7 +22,7 @@ TINY = PRESETS["tiny"]
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth-tiny")
-    summary, latent, world = _generate(TINY, out, progress=False, keep_latent=True)
+    summary, latent, world = simulate(TINY, out, progress=False, keep_latent=True)
     docs, events = validate_dataset(out)
     return {"out": out, "summary": summary, "latent": latent, "world": world, "docs": docs, "events": events}
 
@@ -143,7 +145,7 @@ def test_taste_signal_is_real(tiny):
     assert ceiling["auc_oracle"] > ceiling["auc_oracle_without_tastes"] + 0.03
     assert ceiling["auc_oracle_without_tastes"] > ceiling["auc_relevance_only"]
     # relevance is the single strongest term
-    terms = {k: grouped_auc(lat[k], y) for k in ("relevance", "text_term", "visual_term", "quality_term")}
+    terms = {k: roc_auc_score(y, lat[k]) for k in ("relevance", "text_term", "visual_term", "quality_term")}
     assert max(terms, key=terms.get) == "relevance"
 
 
@@ -191,7 +193,7 @@ def test_small_cold_is_small_with_twice_the_users_arriving_later_and_a_stronger_
 
 def test_new_users_have_no_session_before_their_first_day(tmp_path):
     cfg = replace(TINY, new_user_share=0.5)
-    summary, latent, world = _generate(cfg, tmp_path, progress=False, keep_latent=True)
+    summary, latent, world = simulate(cfg, tmp_path, progress=False, keep_latent=True)
     first = world.user_first_day
     assert first.min() == 0 and first.max() <= cfg.n_days - 1
     assert 0.3 < (first > 0).mean() < 0.7  # about half the users arrive later, on days 1..n_days-1
@@ -201,7 +203,7 @@ def test_new_users_have_no_session_before_their_first_day(tmp_path):
     late = first >= 2
     assert late.any() and np.isin(np.flatnonzero(late), latent["user"][day >= 2]).any()
     # the same world otherwise: documents, users' tastes and ids do not depend on the arrival draw
-    _, _, base = _generate(TINY, tmp_path / "base", progress=False, keep_latent=True)
+    _, _, base = simulate(TINY, tmp_path / "base", progress=False, keep_latent=True)
     assert np.array_equal(base.user_id, world.user_id) and np.array_equal(base.text_pref0, world.text_pref0)
     assert np.array_equal(base.doc_id, world.doc_id) and not base.user_first_day.any()
     with pytest.raises(ValueError, match="new_user_share"):
@@ -236,16 +238,3 @@ def test_bad_config_raises_naming_the_field(field, value):
 def test_vocab_too_small_is_reported(tmp_path):
     with pytest.raises(ValueError, match="usable words"):
         generate(replace(TINY, n_topics=64, words_per_topic=64, n_filler_words=20_000), tmp_path, progress=False)
-
-
-def test_grouped_auc_matches_sklearn():
-    sklearn_metrics = pytest.importorskip("sklearn.metrics")
-    rng = np.random.default_rng(0)
-    y = rng.random(500) < 0.3
-    s = np.round(rng.normal(size=500) + y, 1)  # with ties
-    assert grouped_auc(s, y) == pytest.approx(sklearn_metrics.roc_auc_score(y, s))
-    g = rng.integers(0, 20, 500)
-    per = [sklearn_metrics.roc_auc_score(y[g == k], s[g == k]) for k in range(20) if 0 < y[g == k].sum() < (g == k).sum()]
-    assert grouped_auc(s, y, g) == pytest.approx(np.mean(per))
-    assert np.isnan(grouped_auc(np.zeros(3), np.zeros(3)))
-
