@@ -1,4 +1,6 @@
-"""Run every benchmark script, one after the other (``make bench``).
+"""Run every speed and memory benchmark script, one after the other (``make bench``).
+
+Probes and ceilings of what the data contains (``diagnostics/``) are not benchmarks and are not run here.
 
 Each script runs in its own process with short settings (below), so the whole set takes minutes
 rather than hours on a CPU (the four newer scripts took ~15 min on the shared, loaded 2-core CPU
@@ -45,18 +47,12 @@ SCRIPTS: dict[str, dict[str, list[str]]] = {
         "default": ["--profile"],
         "quick": [*TINY_MODEL, "--batch-size", "32", "--workers", "0", "1", "--batches", "3", "--steps", "2", "--warmup", "1", "--rounds", "1"],
     },
-    "history_ceiling": {
-        "default": [],  # LEMUR-Synth small, ~20 s: numpy + scikit-learn, no model
-        "quick": ["--preset", "tiny", "--max-iter", "20"],
-    },
     "throughput": {
         "default": [],
         "quick": [*TINY_MODEL, "--batch-sizes", "16", "64", "--steps", "1", "--warmup", "0", "--rounds", "1"],
     },
 }
-NOT_RUN = {"movielens": "a model-quality experiment (trains the MovieLens suite: hours on a CPU), run on its own",
-           "taste_probe": "a diagnostic of trained checkpoints (--checkpoint NAME=PATH), run after the suites that make them",
-           "oracle_taste": "not a script: the diagnostic taste-oracle encoder that benchmarks/recipes/oracle_taste*.yaml train (lemur run)"}
+NOT_RUN = {"movielens": "a model-quality experiment (trains the MovieLens suite: hours on a CPU), run on its own"}
 """Scripts in benchmarks/ that ``make bench`` leaves out, and why."""
 
 

@@ -13,8 +13,8 @@ documents, scoring the other 20%. A randomly initialised encoder and the bag of 
 re-derived from the generator with the dataset's ``synth.json``), for recipes with an image tower
 (``recipes/lemur_image.yaml``); the reference row is then the covers' mean colour and hue.
 
-    python benchmarks/taste_probe.py --checkpoint e2e=outputs/.../last.ckpt --checkpoint two_stage=outputs/.../last.ckpt
-    python benchmarks/taste_probe.py --taste visual --recipe recipes/lemur.yaml recipes/lemur_image.yaml --tag visual
+    python diagnostics/taste_probe.py --checkpoint e2e=outputs/.../last.ckpt --checkpoint two_stage=outputs/.../last.ckpt
+    python diagnostics/taste_probe.py --taste visual --recipe recipes/lemur.yaml recipes/lemur_image.yaml --tag visual
 
 Needs scikit-learn (the `test` extra, which `make` installs).
 
@@ -30,7 +30,7 @@ import sys
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the shared script helpers
 from common import REPO, add_recipe_args, add_run_args, build, ensure_data, machine, save_figure, set_threads, write  # noqa: E402
 
 

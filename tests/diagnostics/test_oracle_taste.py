@@ -1,4 +1,4 @@
-"""benchmarks/oracle_taste.py: the taste code follows the marker tokens; its recipe and suite train on tiny."""
+"""diagnostics/oracle_taste.py: the taste code follows the marker tokens; its recipe and suite train on tiny."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def _oracle(root: Path, scale: float = 2.0):
-    from benchmarks.oracle_taste import TasteOracleTextEncoder
+    from diagnostics.oracle_taste import TasteOracleTextEncoder
     from lemur.encoders import TransformerTextEncoder
 
     inner = TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32, num_types=5, out_dim=24)
@@ -55,7 +55,7 @@ def test_code_is_the_share_of_marker_tokens_per_taste(tiny: Path) -> None:
 
 
 def test_missing_synth_json_is_named(tmp_path: Path) -> None:
-    from benchmarks.oracle_taste import TasteOracleTextEncoder
+    from diagnostics.oracle_taste import TasteOracleTextEncoder
     from lemur.encoders import TransformerTextEncoder
 
     with pytest.raises(FileNotFoundError, match="synth_json: no such file"):
@@ -64,7 +64,7 @@ def test_missing_synth_json_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_oracle_suite_runs_on_tiny(tiny: Path, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "lemur.cli", "run", "benchmarks/recipes/oracle_taste_suite.yaml", "--config", "recipes/tiny.yaml",
+    cmd = [sys.executable, "-m", "lemur.cli", "run", "diagnostics/oracle_taste_suite.yaml", "--config", "recipes/tiny.yaml",
            "--seeds", "0", "--max-steps", "2", "--out", str(tmp_path / "out"), "--data", str(tiny),
            "--model.init_args.doc_encoder.init_args.modalities.text.init_args.synth_json", str(tiny / "synth.json")]
     env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns.db'}"}

@@ -1,4 +1,4 @@
-"""benchmarks/taste_probe.py: taste labels come from the marker words, the probe runs on tiny and writes its files."""
+"""diagnostics/taste_probe.py: taste labels come from the marker words, the probe runs on tiny and writes its files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "diagnostics"))
+sys.path.insert(1, str(REPO / "benchmarks"))  # common.py, the scripts' shared helpers
 
 
 def test_taste_labels_follow_the_marker_words(tmp_path: Path) -> None:
@@ -36,7 +37,7 @@ def test_probe_runs_on_tiny_with_a_checkpoint(tmp_path: Path) -> None:
     model, _ = build([str(REPO / "recipes/lemur.yaml"), str(REPO / "recipes/tiny.yaml")], ["--data.init_args.root", str(tmp_path / "tiny")])
     ckpt = tmp_path / "enc.ckpt"
     torch.save({"state_dict": {k: v.clone() for k, v in model.state_dict().items()}}, ckpt)
-    cmd = [sys.executable, str(REPO / "benchmarks/taste_probe.py"), "--recipe", "recipes/lemur.yaml", "recipes/tiny.yaml",
+    cmd = [sys.executable, str(REPO / "diagnostics/taste_probe.py"), "--recipe", "recipes/lemur.yaml", "recipes/tiny.yaml",
            "--data", str(tmp_path / "tiny"), "--tag", "smoke", "--checkpoint", f"saved={ckpt}", "--out", str(tmp_path / "out")]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""benchmarks/history_ceiling.py: taste counts follow the histories, and the script writes its files on tiny."""
+"""diagnostics/history_ceiling.py: taste counts follow the histories, and the script writes its files on tiny."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "diagnostics"))
+sys.path.insert(1, str(REPO / "benchmarks"))  # common.py, the scripts' shared helpers
 
 
 def test_taste_counts_count_matching_history_documents_only() -> None:
@@ -38,7 +39,7 @@ def test_taste_counts_count_matching_history_documents_only() -> None:
 
 
 def test_history_ceiling_runs_on_tiny(tmp_path: Path) -> None:
-    cmd = [sys.executable, str(REPO / "benchmarks/history_ceiling.py"), "--preset", "tiny", "--max-iter", "20",
+    cmd = [sys.executable, str(REPO / "diagnostics/history_ceiling.py"), "--preset", "tiny", "--max-iter", "20",
            "--threads", "1", "--out", str(tmp_path)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -58,7 +59,7 @@ def test_history_ceiling_runs_on_tiny(tmp_path: Path) -> None:
 
 
 def test_history_ceiling_set_overrides_the_preset(tmp_path: Path) -> None:
-    cmd = [sys.executable, str(REPO / "benchmarks/history_ceiling.py"), "--preset", "tiny", "--max-iter", "10",
+    cmd = [sys.executable, str(REPO / "diagnostics/history_ceiling.py"), "--preset", "tiny", "--max-iter", "10",
            "--threads", "1", "--out", str(tmp_path), "--set", "new_user_share=0.5", "--set", "w_text_taste=1.5"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -28,8 +28,8 @@ history at all but the user's impressions of each taste on the recipes' training
 itself left out): what a user-ID embedding can learn about the same tastes, since on LEMUR-Synth
 every test user is also a training user.
 
-    python benchmarks/history_ceiling.py                    # small, ~1 min on a CPU
-    python benchmarks/history_ceiling.py --preset tiny      # smoke run
+    python diagnostics/history_ceiling.py                    # small, ~1 min on a CPU
+    python diagnostics/history_ceiling.py --preset tiny      # smoke run
 
 Needs scikit-learn (the `test` extra, which `make` installs).
 Writes ``results/history-ceiling-<preset>-<date>-cpu.json`` + ``.csv`` + ``.png``.
@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the shared script helpers
 from common import REPO, add_run_args, machine, save_figure, set_threads, write  # noqa: E402
 
 LONG_LEN, SHORT_LEN, IMPRESSIONS_LEN = 128, 16, 512  # recipes/lemur.yaml's history lengths
@@ -65,6 +65,20 @@ def impression_counts(history, rows, max_len: int, taste_of_doc, target_doc, lab
     items, mask = history.gather(rows, max_len)  # items are row indices here
     same = mask & (taste_of_doc[target_doc[items]] == taste_of_doc[target_doc][:, None])
     return same.sum(1).astype(float), (same & (label[items] == 1)).sum(1).astype(float)
+
+
+def grouped_auc(scores, labels, groups=None) -> float:
+    """AUC (``groups`` None) or the mean per-group AUC (QAUC by session) of numpy arrays, with
+    ``lemur.metrics.grouped_auc`` (the metric the models are scored with)."""
+    import numpy as np
+    import torch
+
+    from lemur.metrics import grouped_auc as metric
+
+    groups = np.zeros(len(scores), np.int64) if groups is None else np.asarray(groups)
+    value, _ = metric(torch.as_tensor(np.asarray(scores, np.float64)), torch.as_tensor(np.asarray(labels).astype(np.int64)),
+                      torch.as_tensor(groups.astype(np.int64)))
+    return float(value)
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -100,7 +114,7 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
 
     from lemur.data.history import HistoryIndex
-    from lemur.data.synth import PRESETS, _auc as grouped_auc, preset, simulate
+    from lemur.data.synth import PRESETS, preset, simulate
 
     if args.preset not in PRESETS:
         raise SystemExit(f"--preset {args.preset!r}: expected one of {', '.join(PRESETS)}")

@@ -11,9 +11,9 @@ exactly, so the histories (mean-pooled bank vectors) and the cosine similarity f
 it. If bank histories beat no histories with this encoder, the ranker side works and what is
 missing is an encoder that learns the taste; if they do not, the ranker side is at fault.
 
-Used by ``benchmarks/recipes/oracle_taste.yaml`` (class path
-``benchmarks.oracle_taste.TasteOracleTextEncoder``, importable from the repository root, where
-``lemur fit`` runs). Only the marker words' token ids come from the data (``synth.json``); the
+Used by the override ``diagnostics/oracle_taste.yaml`` and the suite ``diagnostics/oracle_taste_suite.yaml``
+(class path ``diagnostics.oracle_taste.TasteOracleTextEncoder``, importable from the repository root,
+where ``lemur fit`` runs). Only the marker words' token ids come from the data (``synth.json``); the
 encoder reads nothing else the model would not see.
 """
 
