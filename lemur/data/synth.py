@@ -126,6 +126,20 @@ class SynthConfig:
     """Position bias: the logit drops by w_position * log(1 + position)."""
     w_hour: float = 0.15
     """Hour-of-day effect: w_hour * cos(2 pi (hour - 21) / 24) (more clicks in the evening)."""
+    # --- planted signals: one per LEMUR mechanism, each with its own weight (0 = its negative control)
+    n_appeal_words: int = 0
+    """Size of the appeal vocabulary: words with a fixed valence ~ N(0, 1) that no query uses (0 = no appeal words)."""
+    appeal_words_per_doc: int = 4
+    """Appeal words written into each document's OCR (in place of generic words) when n_appeal_words > 0."""
+    w_appeal: float = 0.0
+    """Weight of a document's appeal, the standardised sum of its appeal words' valences: the same for every user,
+    visible only in the content, never named by a query (end-to-end vs two-stage). 0 = its negative control."""
+    n_subtopics: int = 1
+    """Sub-topics per topic: a topic's words are split into this many disjoint groups, and all of a document's
+    topic words come from its sub-topic's group (1 = no sub-topics)."""
+    w_subtopic: float = 0.0
+    """Weight of the user's fixed preference ~ N(0, 1), one per (topic, sub-topic), for the document's sub-topic:
+    personal, never named by a query, written with the topic's own words (memory bank + similarity). 0 = its control."""
 
     def __post_init__(self) -> None:
         if isinstance(self.title_words, list):
@@ -136,7 +150,7 @@ class SynthConfig:
             "n_users": 1, "n_topics": 2, "n_initial_docs": 1, "new_docs_per_day": 0, "n_days": 1,
             "docs_per_session": 1, "n_text_tastes": 1, "n_visual_tastes": 1, "image_size": 8, "seed": 0,
             "skip_common_words": 0, "n_filler_words": 1, "words_per_topic": 4, "markers_per_text_taste": 1,
-            "queries_per_topic": 1, "focus_words": 1,
+            "queries_per_topic": 1, "focus_words": 1, "n_appeal_words": 0, "appeal_words_per_doc": 1, "n_subtopics": 1,
         }
         for name, low in ints.items():
             value = getattr(self, name)
@@ -147,8 +161,9 @@ class SynthConfig:
             setattr(self, name, int(value))
         if self.words_per_topic > 64:
             raise ValueError(f"SynthConfig.words_per_topic must be <= 64, got {self.words_per_topic}")
-        if self.focus_words > self.words_per_topic:
-            raise ValueError(f"SynthConfig.focus_words ({self.focus_words}) must be <= words_per_topic ({self.words_per_topic})")
+        if self.focus_words * self.n_subtopics > self.words_per_topic:
+            raise ValueError(f"SynthConfig.focus_words ({self.focus_words}) x n_subtopics ({self.n_subtopics}) must be <= "
+                             f"words_per_topic ({self.words_per_topic}): a document's focus words come from its sub-topic")
         if self.n_initial_docs < self.n_topics:
             raise ValueError(f"SynthConfig.n_initial_docs ({self.n_initial_docs}) must be >= n_topics ({self.n_topics})")
         for name in ("title_words", "ocr_words"):
@@ -173,7 +188,7 @@ class SynthConfig:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"SynthConfig.{name} must be a finite number >= 0, got {value!r}")
         finite = ("exposure_quality", "click_bias", "w_topic", "w_query_match", "w_text_taste", "w_visual_taste",
-                  "w_quality", "w_user", "w_hour")
+                  "w_quality", "w_user", "w_hour", "w_appeal", "w_subtopic")
         for name in finite:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value)):
@@ -188,16 +203,17 @@ class SynthConfig:
 PRESETS: dict[str, SynthConfig] = {
     # tests: ~3k rows, 300 docs, about a second
     "tiny": SynthConfig(),
-    # CPU demo: ~150k rows over 8 days, 1.5k users, 6.8k docs
+    # CPU demo and known-answer benchmark (docs/synth.md, "Planted signals"): users arrive over time, the
+    # tastes are off, and two planted signals each have a mechanism of LEMUR that should recover them
     "small": SynthConfig(
-        n_users=1500, n_topics=40, n_initial_docs=4000, new_docs_per_day=400, n_days=8,
+        n_users=3000, n_topics=40, n_initial_docs=4000, new_docs_per_day=400, n_days=8,
         sessions_per_user_per_day=1.25, docs_per_session=10, n_text_tastes=8, n_visual_tastes=6,
-        preference_drift=0.02, image_size=64, topic_concentration=0.1,
+        preference_drift=0.02, image_size=64, topic_concentration=0.1, new_user_share=1.0,
+        w_text_taste=0.0, w_visual_taste=0.0,
+        n_appeal_words=400, appeal_words_per_doc=4, w_appeal=1.0, n_subtopics=3, w_subtopic=1.0,
     ),
-    # CPU, for history models: `small` with every user arriving on a later day (cold for the user-ID
-    # features; twice the users, so about as many rows) and a text taste twice as strong, so the click
-    # history knows what a user ID cannot (benchmarks/history_ceiling.py: +0.012 QAUC over user-ID
-    # statistics vs +0.003 on `small`)
+    # CPU, the taste world before the planted signals: every user arrives on a later day and the text taste
+    # (rare OCR marker words) is strong (diagnostics/history_ceiling.py measures what histories can know of it)
     "small-cold": SynthConfig(
         n_users=3000, n_topics=40, n_initial_docs=4000, new_docs_per_day=400, n_days=8,
         sessions_per_user_per_day=1.25, docs_per_session=10, n_text_tastes=8, n_visual_tastes=6,
@@ -230,6 +246,10 @@ class World:
     doc_text_taste: np.ndarray
     doc_visual_taste: np.ndarray
     doc_marked: np.ndarray  # bool: OCR carries marker words
+    doc_subtopic: np.ndarray  # int: sub-topic within the topic (0 when n_subtopics == 1)
+    doc_appeal: np.ndarray  # float: standardised sum of the valences of the appeal words in the OCR (0 without)
+    appeal_words: np.ndarray  # int [A] pool indices of the appeal vocabulary
+    appeal_valence: np.ndarray  # float [A]
     publish_day: np.ndarray
     doc_bits: np.ndarray  # uint64: local topic-word indices present in the text
     title: np.ndarray  # int32 [N, Lt] pool indices, -1 = padding
@@ -245,6 +265,7 @@ class World:
     user_first_day: np.ndarray  # int [U]: first day the user searches (0 unless new_user_share > 0)
     text_pref0: np.ndarray  # [U, K_text] day-0 preferences
     visual_pref0: np.ndarray  # [U, K_vis]
+    subtopic_pref: np.ndarray  # [U, T, n_subtopics] fixed preferences ([U, T, 1] zeros without sub-topics)
     # queries: id = topic * Q + j
     query_text: list[str]
     query_bits: np.ndarray  # uint64 [T*Q]
@@ -253,8 +274,9 @@ class World:
 
 def _rngs(seed: int, stream: int, n: int) -> list[np.random.Generator]:
     """``n`` independent generators of one named stream (0 = world, 1 = images, 2 = days, 3 = user
-    arrival) of ``seed``. A stream's generators do not depend on how many streams exist."""
-    parent = np.random.SeedSequence(seed).spawn(4)[stream]
+    arrival, 4 = planted signals) of ``seed``. A stream's generators do not depend on how many streams exist,
+    so presets without planted signals draw exactly what they drew before the signals existed."""
+    parent = np.random.SeedSequence(seed).spawn(5)[stream]
     return [np.random.Generator(np.random.PCG64(s)) for s in parent.spawn(n)]
 
 
@@ -302,6 +324,14 @@ def build_world(cfg: SynthConfig) -> World:
     mid = np.arange(cfg.n_filler_words, rare_start)
     topic_words = r_vocab.permutation(mid)[:n_topic_words].reshape(T, W)
     words = np.array(pool, dtype=object)
+    # planted signals draw from their own stream (see _rngs)
+    (r_plant,) = _rngs(cfg.seed, 4, 1)
+    free = np.setdiff1d(mid, topic_words)  # mid-frequency words no topic owns: never in a query
+    if cfg.n_appeal_words > len(free):
+        raise ValueError(f"SynthConfig.n_appeal_words={cfg.n_appeal_words}: only {len(free)} mid-frequency words are left "
+                         "after the topic words; lower it or n_topics * words_per_topic")
+    appeal_words = r_plant.permutation(free)[: cfg.n_appeal_words]
+    appeal_valence = r_plant.standard_normal(cfg.n_appeal_words)
 
     # documents
     N = cfg.n_docs
@@ -313,6 +343,8 @@ def build_world(cfg: SynthConfig) -> World:
     doc_quality = r_docs.standard_normal(N)
     doc_text_taste = r_docs.integers(0, Kt, N)
     doc_visual_taste = r_docs.integers(0, Kv, N)
+    S = cfg.n_subtopics
+    doc_subtopic = r_plant.integers(0, S, N) if S > 1 else np.zeros(N, np.int64)
     doc_id = np.empty(0, np.int64)
     while len(doc_id) < N:  # random, non-contiguous, unique IDs (collisions are astronomically rare)
         draw = r_docs.integers(1, 10**12, size=N)
@@ -323,6 +355,8 @@ def build_world(cfg: SynthConfig) -> World:
     # document text (pool indices; -1 = padding)
     word_p = _zipf(W, 0.8)  # topic-word popularity (the words' order within a topic is random)
     gumbel = r_text.gumbel(size=(N, W)) + np.log(word_p)
+    if S > 1:  # a document's topic words come from its sub-topic: local word k belongs to sub-topic k % S
+        gumbel = np.where((np.arange(W) % S)[None, :] == doc_subtopic[:, None], gumbel, -np.inf)
     focus = np.argsort(-gumbel, axis=1)[:, : cfg.focus_words]  # local topic-word indices, Zipf-weighted
 
     def field_words(lengths: np.ndarray, width: int, p_topic: float) -> tuple[np.ndarray, np.ndarray]:
@@ -351,6 +385,18 @@ def build_world(cfg: SynthConfig) -> World:
     put = np.arange(3)[None, :] < n_mark[:, None]
     rows = np.broadcast_to(np.arange(N)[:, None], (N, 3))
     ocr[rows[put], slots[put]] = marker_word[put]
+    # appeal words of the document in place of up to appeal_words_per_doc generic OCR words
+    doc_appeal = np.zeros(N)
+    if cfg.n_appeal_words:
+        k = cfg.appeal_words_per_doc
+        generic = (ocr >= 0) & (ocr < cfg.n_filler_words)
+        keys = np.where(generic, r_plant.random(ocr.shape), np.inf)
+        slots = np.argsort(keys, axis=1)[:, :k]
+        put = np.isfinite(np.take_along_axis(keys, slots, axis=1))
+        which = r_plant.integers(0, cfg.n_appeal_words, (N, slots.shape[1]))
+        rows = np.broadcast_to(np.arange(N)[:, None], which.shape)
+        ocr[rows[put], slots[put]] = appeal_words[which[put]]
+        doc_appeal = (appeal_valence[which] * put).sum(1) / np.sqrt(np.maximum(put.sum(1), 1))
 
     # users
     U = cfg.n_users
@@ -365,6 +411,7 @@ def build_world(cfg: SynthConfig) -> World:
     user_bias = r_users.standard_normal(U)
     text_pref0 = r_users.standard_normal((U, Kt))
     visual_pref0 = r_users.standard_normal((U, Kv))
+    subtopic_pref = r_plant.standard_normal((U, T, S)) if S > 1 else np.zeros((U, 1, 1))
     user_id = np.sort(r_users.choice(10 * U, size=U, replace=False)).astype(np.int64) + 1
     user_id = r_users.permutation(user_id)
     # arrival days come from their own stream, so new_user_share = 0 leaves every other draw unchanged
@@ -394,7 +441,8 @@ def build_world(cfg: SynthConfig) -> World:
     return World(
         words=words, filler=filler, topic_words=topic_words, markers=markers,
         doc_id=doc_id, doc_topic=doc_topic, doc_quality=doc_quality, doc_text_taste=doc_text_taste,
-        doc_visual_taste=doc_visual_taste, doc_marked=doc_marked, publish_day=publish_day, doc_bits=doc_bits,
+        doc_visual_taste=doc_visual_taste, doc_marked=doc_marked, doc_subtopic=doc_subtopic, doc_appeal=doc_appeal,
+        appeal_words=appeal_words, appeal_valence=appeal_valence, subtopic_pref=subtopic_pref, publish_day=publish_day, doc_bits=doc_bits,
         title=title, ocr=ocr, asr=asr, asr_null=asr_null, cover=cover,
         user_id=user_id, user_topic_cum=user_topic_cum, user_activity=user_activity, user_bias=user_bias,
         user_first_day=user_first_day,
@@ -596,13 +644,17 @@ def _simulate_day(cfg: SynthConfig, w: World, day: int, rng: np.random.Generator
     quality_term = cfg.w_quality * w.doc_quality[doc]
     user_term = cfg.w_user * w.user_bias[user]
     context_term = -cfg.w_position * np.log1p(position) + cfg.w_hour * np.cos(2 * np.pi * (hour - 21) / 24)
-    logit = cfg.click_bias + relevance + text_term + visual_term + quality_term + user_term + context_term
+    appeal_term = cfg.w_appeal * w.doc_appeal[doc]
+    subtopic_term = (cfg.w_subtopic * w.subtopic_pref[user, w.doc_topic[doc], w.doc_subtopic[doc]]
+                     if cfg.n_subtopics > 1 else np.zeros(len(doc)))
+    logit = (cfg.click_bias + relevance + text_term + visual_term + quality_term + user_term + context_term
+             + appeal_term + subtopic_term)
     label = (rng.random(len(doc)) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)
 
     latent = {
         "same_topic": same_topic, "overlap": overlap, "relevance": relevance, "text_term": text_term,
         "visual_term": visual_term, "quality_term": quality_term, "user_term": user_term,
-        "context_term": context_term, "logit": logit,
+        "context_term": context_term, "appeal_term": appeal_term, "subtopic_term": subtopic_term, "logit": logit,
     }
     return _Day(
         timestamp=np.repeat(s_time, K).astype(np.int64), user=user,
@@ -621,6 +673,31 @@ def _auc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = Non
     value, _ = grouped_auc(torch.as_tensor(np.asarray(scores, np.float64)), torch.as_tensor(np.asarray(labels).astype(np.int64)),
                            torch.as_tensor(groups.astype(np.int64)))
     return float(value)
+
+
+_PLANTED = (("appeal", "appeal_term", "w_appeal"), ("subtopic", "subtopic_term", "w_subtopic"))
+
+
+def planted_ceilings(config: SynthConfig, world: World, day: int, latent: dict[str, np.ndarray]) -> dict:
+    """Per planted signal, on the rows of one ``day`` (the last day is the recipes' test day): its weight, the
+    AUC of its term alone, and the oracle's AUC, QAUC (by session), GAUC (by user) and AUC on the day's new
+    documents with the full click logit and without that term. ``<metric>_ceiling`` = the difference: the
+    most any model can gain from the signal on that metric (0 for a control, whose weight is 0)."""
+    y = latent["label"]
+    new = world.publish_day[latent["doc"]] == day
+    views = {"auc": (None, slice(None)), "qauc": (latent["session"], slice(None)), "gauc": (latent["user"], slice(None)),
+             "auc_new": (None, new)}
+    out = {}
+    for name, term, weight in _PLANTED:
+        entry = {"weight": getattr(config, weight), "term_auc": round(_auc(latent[term], y), 4) if latent[term].any() else 0.5}
+        without = latent["logit"] - latent[term]
+        for metric, (groups, rows) in views.items():
+            g = None if groups is None else groups[rows]
+            full, rest = _auc(latent["logit"][rows], y[rows], g), _auc(without[rows], y[rows], g)
+            entry[f"{metric}_oracle"], entry[f"{metric}_oracle_without"] = round(full, 4), round(rest, 4)
+            entry[f"{metric}_ceiling"] = round(full - rest, 4)
+        out[name] = entry
+    return out
 
 
 def simulate(config: SynthConfig, out: str | Path, progress: bool = True,
@@ -654,6 +731,7 @@ def simulate(config: SynthConfig, out: str | Path, progress: bool = True,
     diag_stride = max(1, math.ceil(expected_rows / _DIAG_ROWS))  # click-model ceilings use every k-th session
     diag_logit, diag_rel, diag_notaste, diag_label, diag_session = [], [], [], [], []
     latent_parts: list[dict[str, np.ndarray]] = []
+    last_day: dict[str, np.ndarray] = {}
     with pq.ParquetWriter(out / EVENTS_FILE, _EVENTS_SCHEMA, compression="zstd") as writer:
         for day in tqdm(range(cfg.n_days), desc="synth days", unit="day", disable=not progress):
             rng = day_rngs[day]
@@ -692,6 +770,8 @@ def simulate(config: SynthConfig, out: str | Path, progress: bool = True,
             diag_notaste.append((lat["logit"] - lat["text_term"] - lat["visual_term"])[keep].astype(np.float32))
             diag_label.append(d.label[keep])
             diag_session.append(d.session_id[keep])
+            if day == cfg.n_days - 1:
+                last_day = {**lat, "label": d.label, "doc": d.doc, "session": d.session_id, "user": d.user}
             if keep_latent:
                 latent_parts.append({**lat, "user": d.user, "doc": d.doc, "session": d.session_id, "label": d.label,
                                      "text_pref": text_pref[d.user, world.doc_text_taste[d.doc]],
@@ -726,6 +806,7 @@ def simulate(config: SynthConfig, out: str | Path, progress: bool = True,
         "median_clicks_per_user": float(np.median(clicks_per_user)),
         "mean_rows_per_user": round(float(rows_per_user.mean()), 2),
         "click_model_ceiling": diag,
+        "planted_signals": planted_ceilings(cfg, world, cfg.n_days - 1, last_day) if len(last_day.get("label", ())) else {},
     }
     info = {
         "format": "lemur-synth/1",

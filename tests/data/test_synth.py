@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lemur.data.schema import DOCS_FILE, EVENTS_FILE, TEXT_FIELDS, validate_dataset
 from sklearn.metrics import roc_auc_score
 
+from lemur.data.schema import DOCS_FILE, EVENTS_FILE, TEXT_FIELDS, validate_dataset
 from lemur.data.synth import PRESETS, SYNTH_FILE, SynthConfig, simulate, generate, preset, word_pool
 
 TINY = PRESETS["tiny"]
@@ -180,15 +180,18 @@ def test_presets_construct(name):
     assert isinstance(cfg, SynthConfig)
     assert replace(cfg) == cfg  # re-validates
     rows = cfg.n_users * cfg.n_days * cfg.sessions_per_user_per_day * cfg.docs_per_session
-    expected = {"tiny": (2e3, 5e3, 250, 350), "small": (1e5, 1.6e5, 6e3, 8e3), "small-cold": (2.8e5, 3.2e5, 6e3, 8e3),  # nominal; users arriving later halve it
+    expected = {"tiny": (2e3, 5e3, 250, 350), "small": (2.8e5, 3.2e5, 6e3, 8e3), "small-cold": (2.8e5, 3.2e5, 6e3, 8e3),  # nominal; users arriving later halve it
                 "large": (1.8e7, 2.2e7, 4.9e5, 5.1e5)}[name]
     assert expected[0] <= rows <= expected[1]
     assert expected[2] <= cfg.n_docs <= expected[3]
     assert set(PRESETS) == {"tiny", "small", "small-cold", "large"}
 
 
-def test_small_cold_is_small_with_twice_the_users_arriving_later_and_a_stronger_text_taste():
-    assert replace(PRESETS["small"], n_users=3000, new_user_share=1.0, w_text_taste=1.5) == PRESETS["small-cold"]
+def test_small_and_small_cold_share_their_documents_and_users_but_not_the_click_drivers():
+    small, cold = PRESETS["small"], PRESETS["small-cold"]
+    planted = ("w_text_taste", "w_visual_taste", "n_appeal_words", "w_appeal", "n_subtopics", "w_subtopic")
+    assert replace(small, **{k: getattr(cold, k) for k in planted}) == cold
+    assert small.w_appeal > 0 and small.w_subtopic > 0 and small.n_subtopics > 1 and small.new_user_share == 1.0
 
 
 def test_new_users_have_no_session_before_their_first_day(tmp_path):
@@ -238,3 +241,78 @@ def test_bad_config_raises_naming_the_field(field, value):
 def test_vocab_too_small_is_reported(tmp_path):
     with pytest.raises(ValueError, match="usable words"):
         generate(replace(TINY, n_topics=64, words_per_topic=64, n_filler_words=20_000), tmp_path, progress=False)
+
+
+# ---------------------------------------------------------------------------- planted signals
+PLANTED = replace(TINY, n_appeal_words=40, appeal_words_per_doc=4, w_appeal=1.0, n_subtopics=3, w_subtopic=1.0,
+                  words_per_topic=30, focus_words=8)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth-planted")
+    summary, latent, world = simulate(PLANTED, out, progress=False, keep_latent=True)
+    docs, events = validate_dataset(out)
+    return {"out": out, "summary": summary, "latent": latent, "world": world, "docs": docs, "events": events}
+
+
+def test_appeal_is_written_in_the_ocr_and_never_in_a_query(planted):
+    world, docs, events = planted["world"], planted["docs"], planted["events"]
+    valence = {str(world.words[i]): v for i, v in zip(world.appeal_words, world.appeal_valence)}
+    assert len(valence) == PLANTED.n_appeal_words
+    order = {d: i for i, d in enumerate(world.doc_id)}
+    for doc_id, ocr, title in zip(docs["doc_id"].to_pylist(), docs["ocr"].to_pylist(), docs["title"].to_pylist()):
+        found = [valence[w] for w in ocr.split() if w in valence]
+        assert 1 <= len(found) <= PLANTED.appeal_words_per_doc
+        assert not any(w in valence for w in title.split())  # only the OCR carries them
+        # the document's appeal is the standardised sum of the valences its content shows
+        assert world.doc_appeal[order[doc_id]] == pytest.approx(sum(found) / np.sqrt(len(found)))
+    query_words = {w for q in events["query"].to_pylist() for w in q.split()}
+    assert not query_words & set(valence)
+    assert 0.6 < np.std(world.doc_appeal) < 1.4
+
+
+def test_a_documents_topic_words_come_from_its_subtopic(planted):
+    world = planted["world"]
+    S = PLANTED.n_subtopics
+    local_of = {int(w): k for t in range(PLANTED.n_topics) for k, w in enumerate(world.topic_words[t])}
+    for i in range(len(world.doc_id)):
+        words = [int(w) for w in np.concatenate([world.title[i], world.ocr[i], world.cover[i]]) if w >= 0]
+        subs = {local_of[w] % S for w in words if w in local_of and w in set(world.topic_words[world.doc_topic[i]])}
+        assert subs <= {int(world.doc_subtopic[i])}
+    assert set(np.unique(world.doc_subtopic)) == set(range(S))
+    assert world.subtopic_pref.shape == (PLANTED.n_users, PLANTED.n_topics, S)
+
+
+def test_planted_terms_drive_clicks_and_their_ceilings_are_reported(planted):
+    lat, world = planted["latent"], planted["world"]
+    np.testing.assert_allclose(lat["appeal_term"], PLANTED.w_appeal * world.doc_appeal[lat["doc"]])
+    pref = world.subtopic_pref[lat["user"], world.doc_topic[lat["doc"]], world.doc_subtopic[lat["doc"]]]
+    np.testing.assert_allclose(lat["subtopic_term"], PLANTED.w_subtopic * pref)
+    assert roc_auc_score(lat["label"], lat["appeal_term"]) > 0.6
+    assert roc_auc_score(lat["label"], lat["subtopic_term"]) > 0.6
+    signals = planted["summary"]["planted_signals"]
+    assert set(signals) == {"appeal", "subtopic"}
+    for entry in signals.values():
+        assert entry["weight"] == 1.0
+        for metric in ("auc", "qauc", "gauc", "auc_new"):
+            assert entry[f"{metric}_ceiling"] == pytest.approx(entry[f"{metric}_oracle"] - entry[f"{metric}_oracle_without"], abs=2e-4)
+        assert entry["auc_ceiling"] > 0.01
+    assert json.loads((planted["out"] / SYNTH_FILE).read_text())["summary"]["planted_signals"] == signals
+
+
+@pytest.mark.parametrize("weight", ["w_appeal", "w_subtopic"])
+def test_a_control_keeps_the_content_and_drops_only_the_click_driver(planted, tmp_path, weight):
+    summary, latent, _ = simulate(replace(PLANTED, **{weight: 0.0}), tmp_path, progress=False, keep_latent=True)
+    assert (tmp_path / DOCS_FILE).read_bytes() == (planted["out"] / DOCS_FILE).read_bytes()
+    term = {"w_appeal": "appeal_term", "w_subtopic": "subtopic_term"}[weight]
+    assert not latent[term].any()
+    name = {"w_appeal": "appeal", "w_subtopic": "subtopic"}[weight]
+    assert summary["planted_signals"][name]["weight"] == 0.0
+    assert summary["planted_signals"][name]["qauc_ceiling"] == 0.0
+    assert not np.array_equal(latent["label"], planted["latent"]["label"])
+
+
+def test_presets_without_planted_signals_report_zero_ceilings(tiny):
+    for entry in tiny["summary"]["planted_signals"].values():
+        assert entry["weight"] == 0.0 and entry["auc_ceiling"] == 0.0
