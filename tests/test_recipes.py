@@ -232,7 +232,7 @@ def test_print_config_keeps_every_stated_value(combo: tuple[Path, ...], capsys: 
     for key, value in stated.items():
         assert _get(printed, key) == value, f"{'.'.join(map(str, key))}: recipe says {value!r}"
     assert any(k[-1] == "class_path" for k in stated), "a recipe names its classes"
-    # Swapping a class in an override: restate its full init_args (DESIGN.md, LightningCLI pitfalls).
+    # Swapping a class in an override: restate its full init_args (docs/architecture.md, LightningCLI pitfalls).
     carried = [p for p in problems if _carried(printed, p)]
     assert not carried, carried
 
