@@ -17,8 +17,8 @@ from lemur.suite import Options, SuiteError, build_command, collect, load_suite,
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = sorted((REPO / "recipes" / "suites").glob("*.yaml"))
-# exploration suites under benchmarks/recipes/ whose variants need no dataset-specific files
-EXPLORATION_SUITES = [REPO / "benchmarks" / "recipes" / "mean_pooling_suite.yaml"]
+# exploration suites of lemur.contrib plug-ins (experiments/<topic>/<topic>_suite.yaml)
+EXPLORATION_SUITES = sorted((REPO / "experiments").glob("*/*_suite.yaml"))
 
 
 def test_the_paper_tables_have_suites() -> None:

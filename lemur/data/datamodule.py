@@ -18,9 +18,6 @@ query_tokens/mask      [B, Tq]          query
 hist_long, _mask       [B, Ll]          dense indices of earlier clicks, most recent first
                                         (Ll <= long_len: columns that are padding in every row are cut)
 hist_short, _mask      [B, Ls]          the first Ls of hist_long
-hist_doc_index, ...    [N], [N, Th]     training only, with ``history.encode_docs``: the fields of up
-                                        to N distinct history documents (``hist_doc_tokens/types/mask``,
-                                        images), for re-encoding with gradient
 cat                    [B, C] int64     ``cat_*`` context features
 dense                  [B, F] float32   ``dense_*`` context features
 doc_image, _mask       [B,3,S,S], [B]   cover image (only when ``image_size`` is set)
@@ -84,18 +81,10 @@ class HistoryConfig:
     """Most recent clicks in the short sequence (a paper gap; 16 by default)."""
     long_len: int = 128
     """Clicks in the long sequence (the paper goes up to 1,000)."""
-    encode_docs: int = 0
-    """Training batches also carry the fields of up to this many distinct documents of their long
-    histories (``hist_doc_*``; never one of the batch's own targets; the most recent clicks of all rows
-    first), for a model that re-encodes them with gradient (``LemurRanker``: written to the bank and,
-    with ``join_gradient``, trained through the histories). 0 = none (the paper's bank: histories are
-    reads only)."""
 
     def __post_init__(self) -> None:
         if self.short_len < 0 or self.long_len < 0:
             raise ValueError(f"HistoryConfig: lengths must be >= 0, got short_len={self.short_len}, long_len={self.long_len}")
-        if self.encode_docs < 0:
-            raise ValueError(f"HistoryConfig.encode_docs must be >= 0, got {self.encode_docs}")
         if self.short_len > self.long_len:
             raise ValueError(f"HistoryConfig.short_len ({self.short_len}) must be <= long_len ({self.long_len})")
 
@@ -136,8 +125,8 @@ class _Split(Dataset):
     """Rows of one split. ``__getitems__`` builds a whole batch with array ops (PyTorch's
     DataLoader calls it with the batch's indices), so no per-row Python runs."""
 
-    def __init__(self, store: "_Store", rows: np.ndarray, train: bool = False) -> None:
-        self.store, self.rows, self.train = store, rows, train
+    def __init__(self, store: "_Store", rows: np.ndarray) -> None:
+        self.store, self.rows = store, rows
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -146,7 +135,7 @@ class _Split(Dataset):
         return self.__getitems__([i])
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        return self.store.batch(self.rows[np.asarray(indices, dtype=np.int64)], train=self.train)
+        return self.store.batch(self.rows[np.asarray(indices, dtype=np.int64)])
 
 
 class _Documents(Dataset):
@@ -203,16 +192,7 @@ class _Store:
             out["doc_image"], out["doc_image_mask"], out["doc_image_status"] = self._images(doc)
         return out
 
-    def history_documents(self, targets: np.ndarray, items: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Up to ``history_config.encode_docs`` distinct history documents that are not ``targets``:
-        column by column (the most recent click of every row, then the next...), first seen first."""
-        order = items.T[mask.T]  # column-major: recency first
-        _, first = np.unique(order, return_index=True)
-        candidates = order[np.sort(first)]
-        candidates = candidates[~np.isin(candidates, targets)]
-        return candidates[: self.history_config.encode_docs]
-
-    def batch(self, rows: np.ndarray, train: bool = False) -> dict[str, torch.Tensor]:
+    def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         doc = self.doc_index[rows]
         qry = self.query_index[rows]
         q_width = max(int(self.queries.mask[qry].sum(1).max()), 1)
@@ -237,9 +217,6 @@ class _Store:
             "cat": torch.from_numpy(self.cat[rows]),
             "dense": torch.from_numpy(self.dense[rows]),
         }
-        if train and self.history_config.encode_docs:
-            extra = self.history_documents(doc, long_items, long_mask)
-            out.update({f"hist_{k}": v for k, v in self.documents(extra).items()})
         return out
 
     def _images(self, doc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -423,7 +400,7 @@ class LemurDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         rows = self.splits[split]
         workers = min(self.hparams.num_workers, os.cpu_count() or 1)
-        dataset = _Split(self.store, rows, train=shuffle)
+        dataset = _Split(self.store, rows)
         batch_size = self.hparams.batch_size if shuffle else self.hparams.eval_batch_size
         sampler = None
         if shuffle:

@@ -7,15 +7,26 @@ turned out redundant under joint training (-0.02% QAUC).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lemur.losses.base import AuxiliaryLoss
 
-class CICLoss(nn.Module):
-    """Symmetric InfoNCE between content vectors and ID vectors of the same documents.
+if TYPE_CHECKING:
+    from lemur.systems.ranker import LemurRanker
 
-    ``forward(content [B, Dc], ids [B, De], doc_index [B] | None) -> []``
+
+class CICLoss(AuxiliaryLoss):
+    """Symmetric InfoNCE between content vectors and ID vectors of the same documents (an ``AuxiliaryLoss``).
+
+    As an auxiliary loss of ``LemurRanker`` (paper Table 5, "+CIC"), ``forward(ranker, batch, content) -> []``
+    compares each target document's encoder vector ``content["doc"] [B, Dc]`` with its ID embedding
+    ``ranker.ids.doc_items(batch["doc_index"]) [B, De]``; ``content_dim`` must equal ``doc_encoder.out_dim``
+    and ``id_dim`` the ranker's ``features.token_dim``. The math alone:
+    ``compute(content [B, Dc], ids [B, De], doc_index [B] | None) -> []``.
 
     Both sides are L2-normalised; ``logits = cos(c_i, e_j) / temperature``; the loss
     is the mean of the content->ID and ID->content cross-entropies with the diagonal
@@ -32,10 +43,12 @@ class CICLoss(nn.Module):
         id_dim: ``De``, size of the ID-embedding vectors.
         dim: shared projection size, used only when the two dims differ.
         temperature: softmax temperature (> 0; divides the cosine).
+        weight, name: see ``AuxiliaryLoss`` (logged as ``train/cic``).
     """
 
-    def __init__(self, content_dim: int, id_dim: int, dim: int = 64, temperature: float = 0.07) -> None:
-        super().__init__()
+    def __init__(self, content_dim: int, id_dim: int, dim: int = 64, temperature: float = 0.07, weight: float = 1.0,
+                 name: str | None = None) -> None:
+        super().__init__(weight=weight, name=name)
         for name, value in (("content_dim", content_dim), ("id_dim", id_dim), ("dim", dim)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"CICLoss: {name} must be a positive int, got {value!r}")
@@ -52,9 +65,22 @@ class CICLoss(nn.Module):
             self.content_proj, self.id_proj = nn.Linear(content_dim, dim), nn.Linear(id_dim, dim)
 
     def extra_repr(self) -> str:
-        return f"content_dim={self.content_dim}, id_dim={self.id_dim}, temperature={self.temperature}"
+        return f"content_dim={self.content_dim}, id_dim={self.id_dim}, temperature={self.temperature}, weight={self.weight}"
 
-    def forward(self, content: torch.Tensor, ids: torch.Tensor, doc_index: torch.Tensor | None = None) -> torch.Tensor:
+    def validate(self, ranker: LemurRanker, key: str) -> None:
+        if ranker.doc_encoder is None:
+            raise ValueError(f"{key}: CICLoss aligns document-encoder vectors with ID embeddings: it needs model.doc_encoder")
+        if (self.content_dim, self.id_dim) != (ranker.doc_encoder.out_dim, ranker.token_dim):
+            raise ValueError(f"{key}: CICLoss content_dim={self.content_dim}, id_dim={self.id_dim} must equal "
+                             f"model.doc_encoder.out_dim={ranker.doc_encoder.out_dim} and "
+                             f"model.features.token_dim={ranker.token_dim}")
+
+    def forward(self, ranker: LemurRanker, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]) -> torch.Tensor:
+        """CIC of the batch's target documents: encoder vectors vs their ID embeddings (a scalar)."""
+        doc_index = batch["doc_index"]
+        return self.compute(content["doc"], ranker.ids.doc_items(doc_index), doc_index)
+
+    def compute(self, content: torch.Tensor, ids: torch.Tensor, doc_index: torch.Tensor | None = None) -> torch.Tensor:
         """Mean symmetric InfoNCE (a scalar).
 
         Args:

@@ -1,11 +1,15 @@
-"""The contract of a ranking backbone."""
+"""The contracts of a ranking backbone and of an extra logit term (the ranker's second extension point)."""
 
 from __future__ import annotations
 
 import abc
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from lemur.systems.ranker import LemurRanker
 
 
 class Backbone(nn.Module, abc.ABC):
@@ -22,3 +26,35 @@ class Backbone(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def forward(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+
+class LogitTerm(nn.Module, abc.ABC):
+    """An extra term added to the backbone's CTR logit by ``LemurRanker`` (``model.logit_terms``).
+
+    ``forward(ranker, batch, content) -> [B]``; the ranker's logit is ``backbone(tokens) + sum of the
+    terms``, in training and at evaluation alike. Called with:
+
+    * ``ranker``: the ``LemurRanker`` (e.g. ``ranker.history_vectors(batch, "long")`` gives a history's
+      memory-bank vectors ``(table [U, D], index [B, L], mask [B, L])``);
+    * ``batch``: the DataModule's batch;
+    * ``content``: ``query [B, Dq]`` and ``doc [B, Dd]`` content vectors (detached under
+      ``encoder_training.stop_gradient``, like every other ranker input).
+
+    A recipe lists terms by class path::
+
+        model:
+          init_args:
+            logit_terms:
+              - class_path: lemur.contrib.HistorySimilarityLogit
+                init_args: {history: long}
+
+    Override :meth:`validate` to check at start-up that the ranker has what the term needs.
+    """
+
+    def validate(self, ranker: LemurRanker, key: str) -> None:
+        """Raise ``ValueError`` (naming ``key``, e.g. ``model.logit_terms[0]``) if ``ranker`` lacks
+        what this term needs. Called at the end of ``LemurRanker.__init__``; the default accepts any."""
+
+    @abc.abstractmethod
+    def forward(self, ranker: LemurRanker, batch: dict[str, torch.Tensor],
+                content: dict[str, torch.Tensor]) -> torch.Tensor: ...

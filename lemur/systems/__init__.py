@@ -2,6 +2,6 @@
 
 from lemur.systems.base import RankingSystem
 from lemur.systems.pretrainer import ContrastivePretrainer
-from lemur.systems.ranker import LemurRanker, Sampling
+from lemur.systems.ranker import EncoderTraining, LemurRanker, Sampling
 
-__all__ = ["RankingSystem", "LemurRanker", "Sampling", "ContrastivePretrainer"]
+__all__ = ["RankingSystem", "LemurRanker", "Sampling", "EncoderTraining", "ContrastivePretrainer"]

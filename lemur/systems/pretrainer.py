@@ -16,7 +16,7 @@ from lemur.systems.base import RankingSystem, _adamw
 class ContrastivePretrainer(RankingSystem):
     """Trains ``query_encoder`` and ``doc_encoder`` on SQDC alone (the paper's two-stage
     baseline pretrains "the same Transformer, text and SQDC loss"). Validation/test score
-    rows by ``cos(q, d)`` (in the SQDC head's space when it has one), so QAUC shows how well query-document matching alone ranks clicks.
+    rows by ``cos(q, d)``, so QAUC shows how well query-document matching alone ranks clicks.
     Its checkpoint feeds ``LemurRanker(encoder_checkpoint=..., freeze_encoders=True)``.
     """
 
@@ -31,9 +31,8 @@ class ContrastivePretrainer(RankingSystem):
     ) -> None:
         super().__init__(nonfinite_loss=nonfinite_loss)
         if query_encoder.out_dim != doc_encoder.out_dim:
-            raise ValueError(f"model.query_encoder.out_dim={query_encoder.out_dim} != model.doc_encoder.out_dim={doc_encoder.out_dim}")
-        if sqdc.head is not None and sqdc.input_dim != (sqdc.dims or doc_encoder.out_dim):
-            raise ValueError(f"model.sqdc.init_args.input_dim={sqdc.input_dim} must equal model.doc_encoder.out_dim={doc_encoder.out_dim}")
+            raise ValueError(f"model.query_encoder.out_dim={query_encoder.out_dim} != "
+                             f"model.doc_encoder.out_dim={doc_encoder.out_dim}")
         self.save_hyperparameters()
         self.query_encoder, self.doc_encoder, self.sqdc = query_encoder, doc_encoder, sqdc
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler

@@ -1,18 +1,22 @@
 """The LightningModule: wires encoders, memory bank, history decoders, features and backbone.
 
-Data flow of one training row (see DESIGN.md)::
+Data flow of one training row (see docs/architecture.md)::
 
     doc fields --doc_encoder (sampled rows)--> d --write--> memory bank ┐  (other rows: d = bank[doc])
     query text --query_encoder--------------> q                         ├-> feature tokens [B, T, token_dim]
-    IDs + context --IdFeatures-------------------------------------------┤     --backbone--> logit
+    IDs + context --IdFeatures-------------------------------------------┤     --backbone--> logit (+ logit_terms)
     history IDs --bank read (no grad) | ID embedding--> items            │     --> BCE + lambda * SQDC(q, d)
-         --short/long decoder(global token)--> ; cos(d, items) raw+sorted -┘
+         --short/long decoder(global token)--> ; cos(d, items) raw+sorted -┘         + sum_k w_k * aux_loss_k
+
+Everything the paper has is a constructor argument; anything else plugs in through the two
+extension points, ``aux_losses`` (``lemur.losses.AuxiliaryLoss``) and ``logit_terms``
+(``lemur.ranking.LogitTerm``), as ``lemur.contrib`` does.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,12 +28,12 @@ from torch import nn
 
 from lemur.encoders.base import TextEncoder
 from lemur.encoders.document import DocumentEncoder
-from lemur.losses import CICLoss, HistoryContrastiveLoss, SQDCLoss, WordBagReconstructionLoss
+from lemur.losses import AuxiliaryLoss, SQDCLoss
 from lemur.memory.base import MemoryBank
-from lemur.ranking.base import Backbone
+from lemur.ranking.base import Backbone, LogitTerm
 from lemur.ranking.features import FeatureConfig, IdFeatures
 from lemur.sequence.base import SequenceDecoder
-from lemur.sequence.similarity import CosineSimilarityFeatures, HistorySimilarityLogit
+from lemur.sequence.similarity import CosineSimilarityFeatures
 from lemur.systems.base import RankingSystem, _adamw
 
 
@@ -50,7 +54,8 @@ def load_encoders(model: nn.Module, path: str) -> None:
         try:
             module.load_state_dict(part)
         except RuntimeError as err:
-            raise ValueError(f"model.encoder_checkpoint: {path}: '{name}' does not match the recipe's {name} ({err})") from err
+            raise ValueError(f"model.encoder_checkpoint: {path}: '{name}' does not match the recipe's {name} "
+                             f"({err})") from err
 
 
 DOC_KEYS = ("doc_tokens", "doc_types", "doc_mask", "doc_image", "doc_image_mask")
@@ -58,25 +63,55 @@ DOC_KEYS = ("doc_tokens", "doc_types", "doc_mask", "doc_image", "doc_image_mask"
 
 @dataclass
 class Sampling:
-    """Which training rows run the document encoder (paper, "Memory bank"; deployed p = q = 0.2).
+    """Which rows run the document encoder (paper, "Memory bank"; deployed p = q = 0.2).
 
-    Rows outside ``forward`` take their target document's vector from the memory bank (no
-    gradient); a document the bank has never seen is always encoded. Needs a memory bank
-    unless both are 1.
+    In training, rows outside ``forward`` take their target document's vector from the memory bank
+    (no gradient); a document the bank has never seen is always encoded. At validation/test/predict
+    every row is encoded, or none with ``serve_from_bank``. Needs a memory bank unless both shares
+    are 1 and ``serve_from_bank`` is off.
     """
 
     forward: float = 1.0
     """p: share of rows whose target document runs the encoder forward (and is written to the bank)."""
     backward: float = 1.0
     """q <= p: share of rows whose encoder forward keeps its graph, so the loss trains the encoder."""
+    serve_from_bank: bool = False
+    """At validation/test/predict, take target documents from the bank (encoding only those never
+    written): the paper's serving path, no document-encoder cost."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.backward <= self.forward <= 1.0:
-            raise ValueError(f"model.sampling: need 0 <= backward <= forward <= 1, got forward={self.forward}, backward={self.backward}")
+            raise ValueError(f"model.sampling: need 0 <= backward <= forward <= 1, got forward={self.forward}, "
+                             f"backward={self.backward}")
+
+    @property
+    def needs_bank(self) -> bool:
+        return self.forward < 1 or self.backward < 1 or self.serve_from_bank
+
+
+@dataclass
+class EncoderTraining:
+    """How the query/document encoders learn inside the ranker."""
+
+    stop_gradient: bool = False
+    """Feed the ranker detached query/document vectors, so only SQDC (and auxiliary losses) train the
+    encoders: the paper's "stop-gradient" ablation (Table 5)."""
+    lr: float | None = None
+    """Learning rate of the encoder parameters (a second optimizer parameter group); None = the optimizer's."""
+    weight_decay: float | None = None
+    """Weight decay of the encoder parameters; None = the optimizer's."""
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"model.encoder_training.{name} must be >= 0 or null, got {value}")
 
 
 class LemurRanker(RankingSystem):
     """CTR ranker over ID features, optional query/document encoders and history decoders.
+
+    ``forward(batch) -> (logits [B], content)``; ``content`` holds ``query [B, Dq]`` and ``doc [B, Dd]``.
 
     Args:
         backbone: ``Backbone`` class (+ init_args in the recipe); built as
@@ -94,37 +129,17 @@ class LemurRanker(RankingSystem):
             paper's dedup join). None = ID histories, no similarity features.
         similarity: ``CosineSimilarityFeatures`` of the target document vs the long history's
             bank vectors (raw + sorted), one more feature token. Needs ``memory_bank``.
-        history_logit: ``HistorySimilarityLogit``, a term ``scale * cos(target document, mean of a history's
-            bank vectors)`` added to the backbone's logit (not in the paper; see the class). Needs ``memory_bank``.
-        sampling: the p / q row sampling of the document encoder (needs ``memory_bank`` below 1).
-        serve_from_bank: at validation/test/predict, take target documents from the bank
-            (encoding only those never written): the serving path, no document encoder cost.
+        sampling: the p / q row sampling of the document encoder and ``serve_from_bank``.
         sqdc, sqdc_weight: the query-to-document contrastive loss and its weight lambda in
             ``L = BCE + lambda * SQDC`` (a paper gap; 0.1 by default). Needs both encoders.
-        cic, cic_weight: the content-ID contrastive loss (EM3) between each target document's
-            encoder vector and its ID embedding, added as ``cic_weight * CIC`` (paper Table 5,
-            "+CIC"); its ``content_dim`` = ``doc_encoder.out_dim``, ``id_dim`` = ``features.token_dim``.
-        history_contrastive, history_contrastive_weight: the history-to-target contrastive loss (not
-            in the paper): each clicked target's encoder vector vs its user's history mean of bank
-            vectors, added as ``weight * loss``. It trains the document geometry the bank histories
-            and the similarity features rely on. Needs ``memory_bank``.
-        reconstruction, reconstruction_weight: the word-bag reconstruction loss (not in the paper): a linear
-            decoder predicts each target document's tokens from its encoder vector, added as ``weight * loss``,
-            so the vector keeps which words the document holds (e.g. rare words that only some users care
-            about) for the history modules to select from. Its ``input_dim`` = ``doc_encoder.out_dim``.
-        join_gradient: in training, a history entry whose document is also one of this batch's target
-            documents takes the batch's fresh vector *with its graph* instead of the (already fresh, but
-            detached) bank copy, so the loss also trains the encoder through the history side of the
-            dedup join, at no extra encoder cost (the paper does not say whether its join carries
-            gradient). Needs ``memory_bank``.
-        stop_gradient: feed the ranker detached query/document vectors, so only SQDC trains
-            the encoders (the paper's "stop-gradient" ablation, Table 5).
+        aux_losses: extra weighted losses (``AuxiliaryLoss``), e.g. ``lemur.losses.CICLoss`` (paper
+            Table 5, "+CIC"): ``L += weight * loss(self, batch, content)``, logged as ``train/<name>``.
+        logit_terms: extra ``LogitTerm`` s added to the backbone's logit: ``term(self, batch, content) -> [B]``.
+        encoder_training: ``stop_gradient`` (paper Table 5) and the encoders' own lr / weight decay.
         freeze_encoders: keep the encoders fixed (no gradient, eval mode): the second stage of
             the two-stage baseline.
         encoder_checkpoint: a checkpoint (e.g. of ``ContrastivePretrainer``, stage 1) whose
             ``query_encoder.*`` / ``doc_encoder.*`` weights are loaded when fit starts.
-        encoder_lr, encoder_weight_decay: learning rate / weight decay of the encoder
-            parameters (a second optimizer parameter group); None = the optimizer's own.
         compile: ``torch.compile`` the encoders and the backbone (in place; checkpoints keep
             their keys).
         nonfinite_loss: ``raise`` (default) or ``skip`` a training step whose loss or fresh
@@ -142,23 +157,14 @@ class LemurRanker(RankingSystem):
         long_history: Callable[[int], SequenceDecoder] | None = None,
         memory_bank: MemoryBank | None = None,
         similarity: CosineSimilarityFeatures | None = None,
-        history_logit: HistorySimilarityLogit | None = None,
         sampling: Sampling = Sampling(),
-        serve_from_bank: bool = False,
         sqdc: SQDCLoss | None = None,
         sqdc_weight: float = 0.1,
-        cic: CICLoss | None = None,
-        cic_weight: float = 0.1,
-        history_contrastive: HistoryContrastiveLoss | None = None,
-        history_contrastive_weight: float = 0.1,
-        reconstruction: WordBagReconstructionLoss | None = None,
-        reconstruction_weight: float = 0.1,
-        join_gradient: bool = False,
-        stop_gradient: bool = False,
+        aux_losses: Sequence[AuxiliaryLoss] = (),
+        logit_terms: Sequence[LogitTerm] = (),
+        encoder_training: EncoderTraining = EncoderTraining(),
         freeze_encoders: bool = False,
         encoder_checkpoint: str | None = None,
-        encoder_lr: float | None = None,
-        encoder_weight_decay: float | None = None,
         compile: bool = False,
         nonfinite_loss: Literal["raise", "skip"] = "raise",
         optimizer: OptimizerCallable = _adamw,
@@ -166,7 +172,7 @@ class LemurRanker(RankingSystem):
     ) -> None:
         super().__init__(nonfinite_loss=nonfinite_loss)
         self.save_hyperparameters()
-        d = features.token_dim
+        d = self.token_dim = features.token_dim
         self.ids = IdFeatures(features)
         self.query_encoder, self.doc_encoder = query_encoder, doc_encoder
         self.query_proj = nn.Linear(query_encoder.out_dim, d) if query_encoder is not None else None
@@ -179,88 +185,58 @@ class LemurRanker(RankingSystem):
                     raise ValueError(f"model.{name}_history: decoder out_dim {decoder.out_dim} != features.token_dim {d}")
                 self.histories[name] = decoder
         self.global_token = nn.Linear(d, d) if any(dec.uses_query for dec in self.histories.values()) else None
-        self.memory_bank, self.similarity, self.sampling, self.serve_from_bank = memory_bank, similarity, sampling, serve_from_bank
+        self.memory_bank, self.similarity, self.sampling = memory_bank, similarity, sampling
         if memory_bank is not None:
             if doc_encoder is None:
                 raise ValueError("model.memory_bank stores document-encoder vectors: it needs model.doc_encoder")
             if memory_bank.dim != doc_encoder.out_dim:
-                raise ValueError(f"model.memory_bank.dim={memory_bank.dim} != model.doc_encoder.out_dim={doc_encoder.out_dim}; make them equal")
-        elif similarity is not None or sampling.forward < 1 or sampling.backward < 1 or serve_from_bank:
-            raise ValueError("model.similarity, model.sampling below 1 and model.serve_from_bank read the memory bank: set model.memory_bank")
-        if similarity is not None and similarity.input_dim is not None and similarity.input_dim != doc_encoder.out_dim:
-            raise ValueError(f"model.similarity.init_args.input_dim={similarity.input_dim} must equal model.doc_encoder.out_dim={doc_encoder.out_dim}")
-        if history_logit is not None:
-            if memory_bank is None:
-                raise ValueError("model.history_logit compares target documents with their memory-bank histories: it needs model.memory_bank")
-            if history_logit.input_dim is not None and history_logit.input_dim != doc_encoder.out_dim:
-                raise ValueError(f"model.history_logit.init_args.input_dim={history_logit.input_dim} must equal "
-                                 f"model.doc_encoder.out_dim={doc_encoder.out_dim}")
-        self.history_logit = history_logit
+                raise ValueError(f"model.memory_bank.dim={memory_bank.dim} != model.doc_encoder.out_dim="
+                                 f"{doc_encoder.out_dim}; make them equal")
+        elif similarity is not None or sampling.needs_bank:
+            raise ValueError("model.similarity, model.sampling below 1 and model.sampling.serve_from_bank read the "
+                             "memory bank: set model.memory_bank")
         self.history_proj = nn.Linear(memory_bank.dim, d) if memory_bank is not None and len(self.histories) else None
         self.similarity_proj = nn.Linear(similarity.out_dim, d) if similarity is not None else None
-        num_tokens = (self.ids.num_tokens + (query_encoder is not None) + (doc_encoder is not None) + len(self.histories)
-                      + (similarity is not None))
+        num_tokens = (self.ids.num_tokens + (query_encoder is not None) + (doc_encoder is not None)
+                      + len(self.histories) + (similarity is not None))
         self.backbone = backbone(num_tokens, d)
         self.bank_stats: dict[str, torch.Tensor] = {}
         if sqdc is not None and (query_encoder is None or doc_encoder is None):
             raise ValueError("model.sqdc needs both model.query_encoder and model.doc_encoder")
         if sqdc is not None and query_encoder.out_dim != doc_encoder.out_dim:
-            raise ValueError(f"model.sqdc compares query and document vectors, but model.query_encoder.out_dim={query_encoder.out_dim} "
-                             f"!= model.doc_encoder.out_dim={doc_encoder.out_dim}; make them equal")
-        if sqdc is not None and sqdc.dims is not None and sqdc.dims > doc_encoder.out_dim:
-            raise ValueError(f"model.sqdc.init_args.dims={sqdc.dims} exceeds model.doc_encoder.out_dim={doc_encoder.out_dim}")
-        if sqdc is not None and sqdc.head is not None and sqdc.input_dim != (sqdc.dims or doc_encoder.out_dim):
-            raise ValueError(f"model.sqdc.init_args.input_dim={sqdc.input_dim} must equal model.doc_encoder.out_dim={doc_encoder.out_dim} "
-                             "(the projection head reads the encoder outputs)")
+            raise ValueError(f"model.sqdc compares query and document vectors, but model.query_encoder.out_dim="
+                             f"{query_encoder.out_dim} != model.doc_encoder.out_dim={doc_encoder.out_dim}; make them equal")
         if sqdc_weight < 0:
             raise ValueError(f"model.sqdc_weight must be >= 0, got {sqdc_weight}")
-        self.sqdc, self.sqdc_weight, self.stop_gradient = sqdc, sqdc_weight, stop_gradient
-        if cic is not None:
-            if doc_encoder is None:
-                raise ValueError("model.cic aligns document-encoder vectors with ID embeddings: it needs model.doc_encoder")
-            if (cic.content_dim, cic.id_dim) != (doc_encoder.out_dim, d):
-                raise ValueError(f"model.cic: content_dim={cic.content_dim}, id_dim={cic.id_dim} must equal "
-                                 f"model.doc_encoder.out_dim={doc_encoder.out_dim} and model.features.token_dim={d}")
-            if cic_weight < 0:
-                raise ValueError(f"model.cic_weight must be >= 0, got {cic_weight}")
-        self.cic, self.cic_weight = cic, cic_weight
-        if history_contrastive is not None and memory_bank is None:
-            raise ValueError("model.history_contrastive compares target documents with their users' memory-bank histories: "
-                             "it needs model.memory_bank")
-        if history_contrastive_weight < 0:
-            raise ValueError(f"model.history_contrastive_weight must be >= 0, got {history_contrastive_weight}")
-        if history_contrastive is not None and (history_contrastive.width or 0) > doc_encoder.out_dim:
-            raise ValueError(f"model.history_contrastive.init_args: skip={history_contrastive.skip} + dims={history_contrastive.dims} "
-                             f"exceeds model.doc_encoder.out_dim={doc_encoder.out_dim}")
-        self.history_contrastive, self.history_contrastive_weight = history_contrastive, history_contrastive_weight
-        if reconstruction is not None:
-            if doc_encoder is None:
-                raise ValueError("model.reconstruction decodes document-encoder vectors: it needs model.doc_encoder")
-            if reconstruction.input_dim != doc_encoder.out_dim:
-                raise ValueError(f"model.reconstruction.init_args.input_dim={reconstruction.input_dim} must equal "
-                                 f"model.doc_encoder.out_dim={doc_encoder.out_dim}")
-        if reconstruction_weight < 0:
-            raise ValueError(f"model.reconstruction_weight must be >= 0, got {reconstruction_weight}")
-        self.reconstruction, self.reconstruction_weight = reconstruction, reconstruction_weight
-        if join_gradient and memory_bank is None:
-            raise ValueError("model.join_gradient passes gradient through the memory bank's dedup join: it needs model.memory_bank")
-        self.join_gradient = join_gradient
-        for name, value in (("encoder_lr", encoder_lr), ("encoder_weight_decay", encoder_weight_decay)):
-            if value is not None and value < 0:
-                raise ValueError(f"model.{name} must be >= 0 or null, got {value}")
-        self.encoder_lr, self.encoder_weight_decay = encoder_lr, encoder_weight_decay
-        self.freeze_encoders, self.encoder_checkpoint = freeze_encoders, encoder_checkpoint
+        self.sqdc, self.sqdc_weight = sqdc, sqdc_weight
+        self.encoder_training, self.freeze_encoders, self.encoder_checkpoint = encoder_training, freeze_encoders, encoder_checkpoint
         if freeze_encoders:
             if sqdc is not None:
                 raise ValueError("model.freeze_encoders with model.sqdc: frozen encoders cannot learn from SQDC; drop one")
             for module in (query_encoder, doc_encoder):
                 if module is not None:
                     module.requires_grad_(False)
+        self.aux_losses, self.logit_terms = nn.ModuleList(aux_losses), nn.ModuleList(logit_terms)
+        self._check_extensions()
         if compile:
             for module in (query_encoder, doc_encoder, self.backbone):
                 if module is not None:
                     module.compile()
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
+
+    def _check_extensions(self) -> None:
+        names = {"loss", "bce", "sqdc"}
+        for key, items, base in (("aux_losses", self.aux_losses, AuxiliaryLoss), ("logit_terms", self.logit_terms, LogitTerm)):
+            for i, item in enumerate(items):
+                if not isinstance(item, base):
+                    raise ValueError(f"model.{key}[{i}] must be a {base.__module__}.{base.__name__}, "
+                                     f"got {type(item).__name__}")
+                item.validate(self, f"model.{key}[{i}]")
+        for i, aux in enumerate(self.aux_losses):
+            if aux.name in names:
+                raise ValueError(f"model.aux_losses[{i}]: the metric name train/{aux.name} is already taken; "
+                                 "set a distinct init_args.name")
+            names.add(aux.name)
 
     # ------------------------------------------------------------------ forward
     def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -268,7 +244,7 @@ class LemurRanker(RankingSystem):
 
         Each distinct document of the batch is encoded once. With a memory bank, in training
         only the sampled rows' documents are encoded (``sampling``), at evaluation all of them
-        (or, with ``serve_from_bank``, only those the bank lacks); the rest are bank reads.
+        (or, with ``sampling.serve_from_bank``, only those the bank lacks); the rest are bank reads.
         ``fresh_ids`` / ``fresh_doc`` hold what was encoded, for the bank write.
         """
         out = {}
@@ -299,10 +275,10 @@ class LemurRanker(RankingSystem):
                 if grad:
                     backward[inverse[order[: math.ceil(self.sampling.backward * len(index))]]] = True
                 encode |= ~known  # a document the bank lacks must be encoded
-            elif self.serve_from_bank:
+            elif self.sampling.serve_from_bank:
                 encode = ~known
         vectors = None
-        if bank is not None and (self.training or self.serve_from_bank):
+        if bank is not None and (self.training or self.sampling.serve_from_bank):
             vectors = bank.read(docs, dtype=self.doc_proj.weight.dtype)[0]
         with_grad, without = backward & encode, ~backward & encode
         parts = []
@@ -318,29 +294,9 @@ class LemurRanker(RankingSystem):
         for where, fresh in parts:
             vectors = vectors.index_copy(0, where, fresh)
         out["doc"] = vectors[inverse]
-        out["batch_ids"], out["batch_doc"] = docs, vectors  # sorted distinct documents, their vectors (grad where encoded)
         out["fresh_ids"], out["fresh_doc"] = docs[encode], vectors[encode].detach()
         out["encoded_rows"] = encode[inverse].float().mean()
-        if bank is not None and self.training and "hist_doc_index" in batch:
-            self._encode_history_documents(batch, grad, out)
         return out
-
-    def _encode_history_documents(self, batch: dict[str, torch.Tensor], grad: bool, out: dict[str, torch.Tensor]) -> None:
-        """Encode the history documents the batch carries (``data.history.encode_docs``): they join the
-        bank write and ``batch_ids`` / ``batch_doc`` (so ``join_gradient`` trains through them)."""
-        ids = batch["hist_doc_index"]
-        keep = ~torch.isin(ids, out["batch_ids"])  # never a target of this batch (the loader ensures it too)
-        if not keep.any():
-            return
-        sub = {k: batch["hist_" + k][keep] for k in DOC_KEYS if "hist_" + k in batch}
-        with torch.set_grad_enabled(grad):
-            fresh = self.doc_encoder(sub).to(out["batch_doc"].dtype)
-        ids = ids[keep]
-        all_ids, all_vectors = torch.cat([out["batch_ids"], ids]), torch.cat([out["batch_doc"], fresh])
-        order = torch.argsort(all_ids)
-        out["batch_ids"], out["batch_doc"] = all_ids[order], all_vectors[order]
-        out["fresh_ids"] = torch.cat([out["fresh_ids"], ids])
-        out["fresh_doc"] = torch.cat([out["fresh_doc"], fresh.detach()])
 
     @torch.no_grad()
     def document_vectors(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -365,8 +321,26 @@ class LemurRanker(RankingSystem):
             raise ValueError(f"model.memory_bank.init_args.capacity={self.memory_bank.capacity} is smaller than the dataset's "
                              f"{num_docs} documents: set it to at least {num_docs}")
 
-    def _history_items(self, batch: dict[str, torch.Tensor], name: str, keep: int = 0,
-                       content: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _read_history(self, batch: dict[str, torch.Tensor], name: str) -> tuple[torch.Tensor, ...]:
+        """``(docs [U], vectors [U, bank.dim], valid [U], index [B, L], mask [B, L])`` of one history."""
+        ids, mask = batch[f"hist_{name}"], batch[f"hist_{name}_mask"].bool()
+        docs, inverse = torch.unique(ids, return_inverse=True)
+        vectors, valid = self.memory_bank.read(docs, dtype=self.doc_proj.weight.dtype)
+        return docs, vectors, valid, inverse, mask
+
+    def history_vectors(self, batch: dict[str, torch.Tensor], name: Literal["short", "long"]
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The memory-bank vectors of one history sequence, for extension points: ``(table [U, bank.dim],
+        index [B, L], mask [B, L] bool)``. Item ``l`` of row ``b`` is ``table[index[b, l]]`` (each distinct
+        document read once); ``mask`` is False for padding and never-written entries. Bank reads carry no
+        gradient. Needs ``memory_bank``."""
+        if self.memory_bank is None:
+            raise ValueError("LemurRanker.history_vectors reads the memory bank: set model.memory_bank")
+        _, vectors, valid, index, mask = self._read_history(batch, name)
+        return vectors, index, mask & valid[index]
+
+    def _history_items(self, batch: dict[str, torch.Tensor], name: str, keep: int = 0
+                       ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``(table [U, token_dim], index [B, L], mask [B, L], bank vectors [B, keep, bank.dim] or None)`` of one history.
 
         The items are ``table[index]``: each distinct document of the batch's history is read (bank)
@@ -374,13 +348,11 @@ class LemurRanker(RankingSystem):
         without gathering), so the cost grows with the distinct documents, not with ``B x L``.
         ``table`` is None when no decoder needs it (a bank without history decoders).
         """
-        ids, mask = batch[f"hist_{name}"], batch[f"hist_{name}_mask"].bool()
-        docs, inverse = torch.unique(ids, return_inverse=True)
         if self.memory_bank is None:
+            ids, mask = batch[f"hist_{name}"], batch[f"hist_{name}_mask"].bool()
+            docs, inverse = torch.unique(ids, return_inverse=True)
             return self.ids.doc_items(docs), inverse, mask, None
-        vectors, valid = self.memory_bank.read(docs, dtype=self.doc_proj.weight.dtype)
-        if self.join_gradient and self.training and content is not None and "batch_ids" in content:
-            vectors = self._join_fresh(docs, vectors, content["batch_ids"], content["batch_doc"])
+        docs, vectors, valid, inverse, mask = self._read_history(batch, name)
         if self.training:
             self.memory_bank.count_reads(docs, torch.bincount(inverse[mask], minlength=len(docs)))
         valid = valid[inverse]
@@ -390,28 +362,16 @@ class LemurRanker(RankingSystem):
         table = self.history_proj(vectors) if self.history_proj is not None else None
         return table, inverse, mask, vectors[inverse[:, :keep]] if keep else None
 
-    @staticmethod
-    def _join_fresh(ids: torch.Tensor, vectors: torch.Tensor, batch_ids: torch.Tensor, batch_vectors: torch.Tensor) -> torch.Tensor:
-        """``vectors`` with the rows whose ID is one of this batch's documents replaced by the batch's own
-        vectors, graph included (``join_gradient``). ``batch_ids`` is sorted (``torch.unique``)."""
-        if not len(batch_ids):
-            return vectors
-        where = torch.searchsorted(batch_ids, ids).clamp(max=len(batch_ids) - 1)
-        hit = batch_ids[where] == ids
-        return torch.where(hit[:, None], batch_vectors[where].to(vectors.dtype), vectors)
-
     def feature_tokens(self, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]) -> torch.Tensor:
         """All feature tokens of a batch: ``[B, num_tokens, token_dim]``."""
         tokens = [self.ids(batch)]
-        if self.stop_gradient:
-            content = {k: v.detach() for k, v in content.items()}
         if "query" in content:
             tokens.append(self.query_proj(content["query"])[:, None])
         if "doc" in content:
             tokens.append(self.doc_proj(content["doc"])[:, None])
         tokens = torch.cat(tokens, dim=1)
         keep = {"long": self.similarity.max_len} if self.similarity is not None else {}
-        histories = {name: self._history_items(batch, name, keep.get(name, 0), content) for name in ("short", "long")
+        histories = {name: self._history_items(batch, name, keep.get(name, 0)) for name in ("short", "long")
                      if name in self.histories or name in keep}
         extra = []
         if len(self.histories):
@@ -425,15 +385,12 @@ class LemurRanker(RankingSystem):
         return tokens
 
     def logits(self, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]) -> torch.Tensor:
-        """CTR logits ``[B]``: the backbone over the feature tokens, plus the ``history_logit`` term when set."""
+        """CTR logits ``[B]``: the backbone over the feature tokens, plus each of ``logit_terms``."""
+        if self.encoder_training.stop_gradient:
+            content = {k: v.detach() for k, v in content.items()}
         out = self.backbone(self.feature_tokens(batch, content))
-        if self.history_logit is not None:
-            name = self.history_logit.history
-            ids, mask = batch[f"hist_{name}"], batch[f"hist_{name}_mask"].bool()
-            docs, inverse = torch.unique(ids, return_inverse=True)
-            vectors, valid = self.memory_bank.read(docs, dtype=content["doc"].dtype)
-            doc = content["doc"].detach() if self.stop_gradient else content["doc"]
-            out = out + self.history_logit(doc, vectors, inverse, mask & valid[inverse])
+        for term in self.logit_terms:
+            out = out + term(self, batch, content)
         return out
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -457,25 +414,11 @@ class LemurRanker(RankingSystem):
             sqdc = self.sqdc(content["query"], content["doc"], batch["label"], batch["session_id"], batch["doc_index"])
             loss = bce + self.sqdc_weight * sqdc
             self.log("train/sqdc", sqdc, batch_size=len(logits))
-        if self.cic is not None:  # content vs ID embedding of the same target documents (EM3's CIC)
-            cic = self.cic(content["doc"], self.ids.doc_items(batch["doc_index"]), batch["doc_index"])
-            loss = loss + self.cic_weight * cic
-            self.log("train/cic", cic, batch_size=len(logits))
-        if self.reconstruction is not None:  # the target documents' own tokens from their vectors
-            rec = self.reconstruction(content["doc"], batch["doc_tokens"], batch["doc_mask"], batch["doc_types"])
-            loss = loss + self.reconstruction_weight * rec
-            self.log("train/reconstruction", rec, batch_size=len(logits))
-        if self.history_contrastive is not None:  # targets vs their users' bank histories (read after this step's write)
-            name = self.history_contrastive.history
-            ids, mask = batch[f"hist_{name}"], batch[f"hist_{name}_mask"].bool()
-            docs, inverse = torch.unique(ids, return_inverse=True)
-            vectors, valid = self.memory_bank.read(docs, dtype=content["doc"].dtype)
-            hcl = self.history_contrastive(content["doc"], vectors[inverse], mask & valid[inverse], batch["label"], batch["user_id"])
-            loss = loss + self.history_contrastive_weight * hcl
-            self.log("train/history_contrastive", hcl, batch_size=len(logits))
+        for aux in self.aux_losses:
+            value = aux(self, batch, content)
+            loss = loss + aux.weight * value
+            self.log(f"train/{aux.name}", value, batch_size=len(logits))
         self.log("train/bce", bce, batch_size=len(logits))
-        if self.history_logit is not None:
-            self.log("train/history_logit_scale", self.history_logit.scale.detach(), batch_size=len(logits))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
         return loss if self.finite_or_skip(loss) else None
 
@@ -498,9 +441,9 @@ class LemurRanker(RankingSystem):
         encoder = {id(p) for p in self.encoder_parameters()}
         trainable = [p for p in self.parameters() if p.requires_grad]
         group = {"params": [p for p in trainable if id(p) in encoder]}
-        if self.encoder_lr is not None:
-            group["lr"] = self.encoder_lr
-        if self.encoder_weight_decay is not None:
-            group["weight_decay"] = self.encoder_weight_decay
+        if self.encoder_training.lr is not None:
+            group["lr"] = self.encoder_training.lr
+        if self.encoder_training.weight_decay is not None:
+            group["weight_decay"] = self.encoder_training.weight_decay
         groups = [{"params": [p for p in trainable if id(p) not in encoder]}] + ([group] if group["params"] else [])
         return self.build_optimizers(groups)

@@ -330,25 +330,3 @@ def test_batches_carry_the_raw_doc_id(handmade_dataset: Path) -> None:
     batch = next(iter(dm.val_dataloader()))
     doc_ids = pq.read_table(handmade_dataset / "docs.parquet")["doc_id"].to_numpy()
     assert (batch["doc_id"].numpy() == doc_ids[batch["doc_index"].numpy()]).all()
-
-
-def test_encode_docs_adds_distinct_recent_history_documents_to_training_batches_only(handmade_dataset: Path) -> None:
-    dm = LemurDataModule(root=str(handmade_dataset), batch_size=16, num_workers=0,
-                         history=HistoryConfig(short_len=3, long_len=6, encode_docs=5))
-    dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
-    extra = batch["hist_doc_index"]
-    assert 0 < len(extra) <= 5 and len(set(extra.tolist())) == len(extra)
-    assert not set(extra.tolist()) & set(batch["doc_index"].tolist())  # never one of the targets
-    valid = batch["hist_long"][batch["hist_long_mask"].bool()]
-    assert set(extra.tolist()) <= set(valid.tolist())
-    # the first picks come from the most recent column
-    first_col = [d for d in batch["hist_long"][:, 0][batch["hist_long_mask"][:, 0].bool()].tolist() if d not in batch["doc_index"].tolist()]
-    assert extra[0].item() == first_col[0]
-    # their fields are the documents' own
-    own = dm.store.documents(extra.numpy())
-    for key in ("doc_tokens", "doc_types", "doc_mask"):
-        torch.testing.assert_close(batch["hist_" + key], own[key])
-    assert "hist_doc_index" not in next(iter(dm.val_dataloader()))
-    with pytest.raises(ValueError, match="encode_docs"):
-        HistoryConfig(encode_docs=-1)

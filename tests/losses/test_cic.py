@@ -28,7 +28,7 @@ def test_matches_naive_reference_same_dims() -> None:
     g = torch.Generator().manual_seed(0)
     c, e = torch.randn(7, 6, generator=g, dtype=torch.float64), torch.randn(7, 6, generator=g, dtype=torch.float64)
     loss_fn = CICLoss(content_dim=6, id_dim=6, temperature=0.5)
-    assert loss_fn(c, e).item() == pytest.approx(naive_cic(c, e, 0.5), abs=1e-5)
+    assert loss_fn.compute(c, e).item() == pytest.approx(naive_cic(c, e, 0.5), abs=1e-5)
 
 
 def test_matches_naive_reference_with_projection_and_duplicates() -> None:
@@ -40,14 +40,14 @@ def test_matches_naive_reference_with_projection_and_duplicates() -> None:
     with torch.no_grad():
         pc, pe = loss_fn.content_proj(c), loss_fn.id_proj(e)
     for idx in (None, doc):
-        assert loss_fn(c, e, doc_index=idx).item() == pytest.approx(naive_cic(pc.double(), pe.double(), 0.2, idx), abs=1e-4)
+        assert loss_fn.compute(c, e, doc_index=idx).item() == pytest.approx(naive_cic(pc.double(), pe.double(), 0.2, idx), abs=1e-4)
 
 
 def test_symmetric() -> None:
     g = torch.Generator().manual_seed(2)
     c, e = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
     loss_fn = CICLoss(content_dim=3, id_dim=3)
-    assert loss_fn(c, e).item() == pytest.approx(loss_fn(e, c).item(), rel=1e-5)
+    assert loss_fn.compute(c, e).item() == pytest.approx(loss_fn.compute(e, c).item(), rel=1e-5)
 
 
 def test_false_negatives_masked() -> None:
@@ -56,14 +56,14 @@ def test_false_negatives_masked() -> None:
     c = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     e = c.clone()
     loss_fn = CICLoss(content_dim=2, id_dim=2, temperature=0.01)
-    assert loss_fn(c, e).item() == pytest.approx(2 * math.log(2) / 3, abs=1e-4)
-    assert loss_fn(c, e, doc_index=torch.tensor([4, 4, 9])).item() == pytest.approx(0.0, abs=1e-4)
+    assert loss_fn.compute(c, e).item() == pytest.approx(2 * math.log(2) / 3, abs=1e-4)
+    assert loss_fn.compute(c, e, doc_index=torch.tensor([4, 4, 9])).item() == pytest.approx(0.0, abs=1e-4)
 
 
 def test_gradients_reach_inputs_and_projections() -> None:
     loss_fn = CICLoss(content_dim=8, id_dim=3, dim=4)
     c, e = torch.randn(5, 8, requires_grad=True), torch.randn(5, 3, requires_grad=True)
-    loss_fn(c, e).backward()
+    loss_fn.compute(c, e).backward()
     for t in (c.grad, e.grad, loss_fn.content_proj.weight.grad, loss_fn.id_proj.weight.grad):
         assert t is not None and torch.isfinite(t).all() and t.abs().sum() > 0
 
@@ -73,4 +73,12 @@ def test_bad_args_raise() -> None:
         with pytest.raises(ValueError):
             CICLoss(**kwargs)
     with pytest.raises(ValueError, match="dims"):
-        CICLoss(content_dim=3, id_dim=3)(torch.randn(2, 4), torch.randn(2, 3))
+        CICLoss(content_dim=3, id_dim=3).compute(torch.randn(2, 4), torch.randn(2, 3))
+
+
+def test_weight_and_name_of_the_auxiliary_loss() -> None:
+    assert CICLoss(content_dim=3, id_dim=3).name == "cic" and CICLoss(content_dim=3, id_dim=3).weight == 1.0
+    assert CICLoss(content_dim=3, id_dim=3, weight=0.1, name="cic_b").name == "cic_b"
+    for kwargs in ({"weight": -0.1}, {"weight": True}, {"name": ""}, {"name": "a b"}):
+        with pytest.raises(ValueError, match="weight|name"):
+            CICLoss(content_dim=3, id_dim=3, **kwargs)

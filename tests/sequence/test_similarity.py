@@ -75,19 +75,3 @@ def test_bad_args_raise() -> None:
         CosineSimilarityFeatures(max_len=0)
     with pytest.raises(ValueError, match="mask"):
         CosineSimilarityFeatures(max_len=2)(torch.randn(1, 3), torch.randn(1, 2, 3), torch.ones(1, 3, dtype=torch.bool))
-
-
-def test_learned_projection_is_the_cosine_of_the_projected_vectors_and_is_trained() -> None:
-    torch.manual_seed(0)
-    module = CosineSimilarityFeatures(max_len=4, proj_dim=3, input_dim=6)
-    target, items = torch.randn(2, 6), torch.randn(2, 4, 6)
-    mask = torch.tensor([[True, True, False, True], [True, False, False, False]])
-    out = module(target, items, mask)
-    plain = CosineSimilarityFeatures(max_len=4)(module.proj(target), module.proj(items), mask)
-    torch.testing.assert_close(out, plain)
-    out.sum().backward()
-    assert module.proj.weight.grad is not None and module.proj.weight.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="input_dim"):
-        CosineSimilarityFeatures(max_len=4, proj_dim=3)
-    with pytest.raises(ValueError, match="proj_dim"):
-        CosineSimilarityFeatures(max_len=4, proj_dim=0, input_dim=6)

@@ -107,7 +107,7 @@ def test_training_step_writes_before_reading_histories(batch) -> None:
 
 
 def test_reads_carry_no_gradient_to_history_documents(batch) -> None:
-    model = build(sqdc=None, stop_gradient=False)
+    model = build(sqdc=None)
     model.train()
     model.memory_bank.write(torch.arange(40), torch.randn(40, 24), step=0)
     content = model.encode(batch)
@@ -116,7 +116,7 @@ def test_reads_carry_no_gradient_to_history_documents(batch) -> None:
 
 
 def test_serving_from_the_bank_skips_the_document_encoder(batch) -> None:
-    model = build(serve_from_bank=True)
+    model = build(sampling=Sampling(serve_from_bank=True))
     model.memory_bank.write(torch.arange(40), torch.randn(40, 24), step=0)
     model.eval()
     calls = []
@@ -197,124 +197,3 @@ def test_history_items_equal_a_slot_by_slot_projection(batch) -> None:
     torch.testing.assert_close(vectors, model.memory_bank.table[ids[:, :3]])
     reads = torch.bincount(ids[batch["hist_long_mask"]], minlength=40)
     assert torch.equal(model.memory_bank.reads, reads)
-
-
-def test_history_contrastive_loss_trains_the_document_encoder_and_needs_a_bank(batch) -> None:
-    from lemur.losses import HistoryContrastiveLoss
-
-    model = build(history_contrastive=HistoryContrastiveLoss(scale=5.0), history_contrastive_weight=1.0, sqdc=None)
-    model.train()
-    everything = torch.arange(40)
-    model.memory_bank.write(everything, torch.randn(40, 24), step=0)  # histories need written entries
-    logged = {}
-    model.log = lambda name, value, **kw: logged.__setitem__(name, value)
-    loss = model.training_step(batch, 0)
-    assert "train/history_contrastive" in logged and float(logged["train/history_contrastive"]) > 0
-    loss.backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.doc_encoder.parameters())
-    with pytest.raises(ValueError, match="memory_bank"):
-        build(memory_bank=None, similarity=None, history_contrastive=HistoryContrastiveLoss())
-    with pytest.raises(ValueError, match="history_contrastive.init_args: skip=0 \\+ dims=100"):
-        build(history_contrastive=HistoryContrastiveLoss(dims=100))
-
-
-@pytest.mark.parametrize("join_gradient", [False, True])
-def test_join_gradient_trains_the_encoder_through_history_entries_of_batch_documents(batch, join_gradient) -> None:
-    model = build(join_gradient=join_gradient)
-    model.train()
-    model.memory_bank.write(torch.arange(40), torch.randn(40, 24), step=0)
-    content = model.encode(batch)
-    model.memory_bank.write(content["fresh_ids"], content["fresh_doc"], step=1)  # as training_step does
-    table, index, mask, _ = model._history_items(batch, "long", 0, content)
-    shared = torch.isin(batch["hist_long"][batch["hist_long_mask"].bool()], batch["doc_index"])
-    assert shared.any()  # the batch's histories hold some of its own target documents
-    # the forward values are the bank's either way (the bank already holds this step's fresh vectors) ...
-    plain = model.history_proj(model.memory_bank.read(torch.unique(batch["hist_long"]))[0])
-    torch.testing.assert_close(table, plain)
-    # ... but only the join carries the encoder's graph
-    assert table.requires_grad
-    table.sum().backward()
-    touched = any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.doc_encoder.parameters())
-    assert touched == join_gradient
-
-
-def test_join_gradient_needs_a_bank() -> None:
-    with pytest.raises(ValueError, match="join_gradient"):
-        build(memory_bank=None, similarity=None, join_gradient=True)
-
-
-def test_history_documents_are_encoded_written_and_joined_with_their_graph(handmade_dataset: Path) -> None:
-    from lemur.data.datamodule import HistoryConfig
-
-    dm = LemurDataModule(root=str(handmade_dataset), batch_size=32, num_workers=0,
-                         history=HistoryConfig(short_len=16, long_len=128, encode_docs=8))
-    dm.setup("fit")
-    torch.manual_seed(0)
-    batch = next(iter(dm.train_dataloader()))
-    extra = batch["hist_doc_index"]
-    assert len(extra)
-    model = build(join_gradient=True)
-    model.train()
-    content = model.encode(batch)
-    assert set(extra.tolist()) <= set(content["fresh_ids"].tolist())  # written with the targets
-    at = torch.searchsorted(content["batch_ids"], extra)
-    own = model.doc_encoder({k: batch["hist_" + k] for k in ("doc_tokens", "doc_types", "doc_mask")})
-    torch.testing.assert_close(content["batch_doc"][at], own)
-    assert content["batch_doc"][at].requires_grad
-    # evaluation never encodes them
-    model.eval()
-    with torch.no_grad():
-        assert set(model.encode(batch)["batch_ids"].tolist()) == set(batch["doc_index"].tolist())
-
-
-def test_similarity_projection_width_is_checked() -> None:
-    with pytest.raises(ValueError, match="similarity.init_args.input_dim=10"):
-        build(similarity=CosineSimilarityFeatures(max_len=8, proj_dim=4, input_dim=10))
-    build(similarity=CosineSimilarityFeatures(max_len=8, proj_dim=4, input_dim=24))
-
-
-@pytest.mark.parametrize("stop_gradient", [False, True])
-def test_history_logit_adds_its_term_to_the_backbone_and_trains_the_encoder(batch, stop_gradient) -> None:
-    from lemur.sequence import HistorySimilarityLogit
-
-    model = build(history_logit=HistorySimilarityLogit(init_scale=3.0), sqdc=None, stop_gradient=stop_gradient)
-    model.train()
-    model.memory_bank.write(torch.arange(40), torch.randn(40, 24), step=0)  # histories need written entries
-    content = model.encode(batch)
-    logits = model.logits(batch, content)
-    plain = model.backbone(model.feature_tokens(batch, content))
-    mask = batch["hist_long_mask"].bool()
-    term = model.history_logit(content["doc"], model.memory_bank.table, batch["hist_long"], mask)
-    torch.testing.assert_close(logits, plain + term)
-    assert term.abs().sum() > 0
-    logged = {}
-    model.log = lambda name, value, **kw: logged.__setitem__(name, value)
-    model.training_step(batch, 0).backward()
-    assert float(logged["train/history_logit_scale"]) == 3.0
-    assert model.history_logit.scale.grad is not None
-    # the term reaches the document encoder unless stop_gradient cuts every ranker path to it
-    touched = any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.doc_encoder.parameters())
-    assert touched != stop_gradient
-    with pytest.raises(ValueError, match="history_logit .*needs model.memory_bank"):
-        build(memory_bank=None, similarity=None, history_logit=HistorySimilarityLogit())
-    with pytest.raises(ValueError, match="history_logit.init_args.input_dim=16 must equal"):
-        build(history_logit=HistorySimilarityLogit(proj_dim=8, input_dim=16))
-
-
-def test_reconstruction_loss_trains_the_document_encoder_and_checks_its_width(batch) -> None:
-    from lemur.losses import WordBagReconstructionLoss
-
-    vocab = int(batch["doc_tokens"].max()) + 1
-    model = build(reconstruction=WordBagReconstructionLoss(input_dim=24, vocab_size=vocab), reconstruction_weight=1.0,
-                  sqdc=None, stop_gradient=True)  # stop_gradient: only the reconstruction reaches the encoder
-    model.train()
-    logged = {}
-    model.log = lambda name, value, **kw: logged.__setitem__(name, value)
-    model.training_step(batch, 0).backward()
-    assert float(logged["train/reconstruction"]) > 0
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.doc_encoder.parameters())
-    assert model.reconstruction.decoder.weight.grad is not None
-    with pytest.raises(ValueError, match="reconstruction.init_args.input_dim=16 must equal model.doc_encoder.out_dim=24"):
-        build(reconstruction=WordBagReconstructionLoss(input_dim=16))
-    with pytest.raises(ValueError, match="reconstruction_weight must be >= 0"):
-        build(reconstruction=WordBagReconstructionLoss(input_dim=24), reconstruction_weight=-1.0)

@@ -13,7 +13,7 @@ from lemur.encoders import DocumentEncoder, TransformerTextEncoder
 from lemur.losses import SQDCLoss
 from lemur.ranking import FeatureConfig, MLPBackbone, RankMixerBackbone
 from lemur.sequence import LongerDecoder, MeanPoolDecoder
-from lemur.systems import LemurRanker
+from lemur.systems import EncoderTraining, LemurRanker
 
 
 @pytest.fixture
@@ -64,23 +64,9 @@ def test_sqdc_without_encoders_or_with_unequal_dims_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"query_encoder.out_dim=16 != model.doc_encoder.out_dim=24"):
         LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss())
     query, doc = _encoders()
-    with pytest.raises(ValueError, match=r"dims=32 exceeds model.doc_encoder.out_dim=24"):
-        LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss(dims=32))
-    LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss(dims=8, head_dim=4, input_dim=8))
-
-
-def test_sqdc_projection_head_is_trained_with_the_ranker(batch) -> None:
-    query, doc = _encoders()
-    with pytest.raises(ValueError, match=r"input_dim=128 must equal model.doc_encoder.out_dim=24"):
-        LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss(head_dim=8))
-    model = LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc,
-                        sqdc=SQDCLoss(head_dim=8, input_dim=24))
-    head = set(map(id, model.sqdc.head.parameters()))
-    ranker_group = model.configure_optimizers().param_groups[0]["params"]
-    assert head <= set(map(id, ranker_group))  # the head is a ranker-side parameter, not an encoder one
-    model.training_step(batch, 0).backward()
-    assert all(p.grad is not None for p in model.sqdc.head.parameters())
-    assert all(k.startswith("sqdc.head.") for k in model.state_dict() if k.startswith("sqdc."))
+    with pytest.raises(ValueError, match=r"sqdc_weight must be >= 0"):
+        LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss(),
+                    sqdc_weight=-1.0)
 
 
 def test_swapped_backbone_and_decoder_train(batch) -> None:
@@ -97,19 +83,22 @@ def test_swapped_backbone_and_decoder_train(batch) -> None:
 
 def test_stop_gradient_keeps_bce_out_of_the_encoders(batch) -> None:
     query, doc = _encoders()
-    model = LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, stop_gradient=True)
+    model = LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc,
+                        encoder_training=EncoderTraining(stop_gradient=True))
     model.training_step(batch, 0).backward()
     assert all(p.grad is None for p in model.encoder_parameters())
     assert model.backbone.mlp[0].weight.grad is not None
     query, doc = _encoders()
-    model = LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss(), stop_gradient=True)
+    model = LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss(),
+                        encoder_training=EncoderTraining(stop_gradient=True))
     model.training_step(batch, 0).backward()  # SQDC still trains the encoders
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder_parameters())
 
 
 def test_encoder_parameter_group_has_its_own_lr_and_weight_decay() -> None:
     query, doc = _encoders()
-    model = LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, encoder_lr=1e-4, encoder_weight_decay=0.0,
+    model = LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc,
+                        encoder_training=EncoderTraining(lr=1e-4, weight_decay=0.0),
                         optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05))
     opt = model.configure_optimizers()
     ranker, encoders = opt.param_groups
@@ -117,3 +106,17 @@ def test_encoder_parameter_group_has_its_own_lr_and_weight_decay() -> None:
     assert (encoders["lr"], encoders["weight_decay"]) == (1e-4, 0.0)
     assert sum(p.numel() for p in encoders["params"]) == sum(p.numel() for p in model.encoder_parameters())
     assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == sum(p.numel() for p in model.parameters())
+
+
+def test_encoder_training_settings_are_checked() -> None:
+    for name in ("lr", "weight_decay"):
+        with pytest.raises(ValueError, match=f"model.encoder_training.{name} must be >= 0 or null, got -1"):
+            EncoderTraining(**{name: -1})
+
+
+def test_the_constructor_holds_the_paper_and_two_extension_points() -> None:
+    import inspect
+
+    params = list(inspect.signature(LemurRanker.__init__).parameters)[1:]
+    assert len(params) <= 20, params
+    assert {"aux_losses", "logit_terms"} <= set(params)

@@ -1,4 +1,4 @@
-"""HistorySimilarityLogit: a Python-loop reference, masks, the projection, gradients and bad settings."""
+"""lemur.contrib.HistorySimilarityLogit (the math): a Python-loop reference, masks, the projection, gradients and bad settings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lemur.sequence import HistorySimilarityLogit
+from lemur.contrib import HistorySimilarityLogit
 
 
 def reference(module: HistorySimilarityLogit, target, table, index, mask) -> torch.Tensor:
@@ -41,7 +41,7 @@ def test_matches_the_loop_reference(seed: int, proj_dim) -> None:
     torch.manual_seed(seed)
     module = HistorySimilarityLogit(init_scale=2.5, proj_dim=proj_dim, input_dim=4 if proj_dim else None)
     target, table, index, mask = data(seed)
-    out = module(target, table, index, mask)
+    out = module.compute(target, table, index, mask)
     assert out.shape == (5,)
     torch.testing.assert_close(out, reference(module, target, table, index, mask))
     assert float(out[0]) == 0.0  # no valid item: no term
@@ -51,29 +51,29 @@ def test_matches_the_loop_reference(seed: int, proj_dim) -> None:
 def test_padding_never_changes_the_output() -> None:
     module = HistorySimilarityLogit()
     target, table, index, mask = data(3)
-    before = module(target, table, index, mask)
+    before = module.compute(target, table, index, mask)
     moved = torch.where(mask, index, (index + 3) % table.shape[0])  # masked slots point elsewhere
-    torch.testing.assert_close(module(target, table, moved, mask), before)
+    torch.testing.assert_close(module.compute(target, table, moved, mask), before)
 
 
 def test_the_target_the_scale_and_the_projection_get_gradient_and_its_sign_is_fixed_at_start() -> None:
     module = HistorySimilarityLogit(init_scale=1.0, proj_dim=3, input_dim=4)
     target, table, index, mask = data(4)
     target.requires_grad_(True)
-    module(target, table, index, mask).sum().backward()
+    module.compute(target, table, index, mask).sum().backward()
     assert target.grad[1:].abs().sum() > 0 and float(target.grad[0].abs().sum()) == 0.0
     assert module.scale.grad is not None and module.proj.weight.grad.abs().sum() > 0
     # a target equal to the history mean scores +scale, its opposite -scale
     plain = HistorySimilarityLogit(init_scale=1.0)
     table = torch.eye(4)
     index, mask = torch.tensor([[0, 1], [0, 1]]), torch.ones(2, 2, dtype=torch.bool)
-    out = plain(torch.tensor([[1.0, 1.0, 0, 0], [-1.0, -1.0, 0, 0]]), table, index, mask)
+    out = plain.compute(torch.tensor([[1.0, 1.0, 0, 0], [-1.0, -1.0, 0, 0]]), table, index, mask)
     torch.testing.assert_close(out, torch.tensor([1.0, -1.0]))
 
 
 def test_an_empty_history_gives_zeros_connected_to_the_target() -> None:
     target = torch.randn(3, 4, requires_grad=True)
-    out = HistorySimilarityLogit()(target, torch.randn(5, 4), torch.zeros(3, 0, dtype=torch.long), torch.zeros(3, 0, dtype=torch.bool))
+    out = HistorySimilarityLogit().compute(target, torch.randn(5, 4), torch.zeros(3, 0, dtype=torch.long), torch.zeros(3, 0, dtype=torch.bool))
     assert torch.equal(out, torch.zeros(3)) and out.requires_grad
 
 
@@ -92,7 +92,7 @@ def test_bad_settings_are_named(kwargs, message) -> None:
 def test_bad_shapes_are_named() -> None:
     module = HistorySimilarityLogit()
     with pytest.raises(ValueError, match="target \\[B, D\\] and table \\[U, D\\]"):
-        module(torch.randn(3, 4), torch.randn(5, 6), torch.zeros(3, 2, dtype=torch.long), torch.ones(3, 2, dtype=torch.bool))
+        module.compute(torch.randn(3, 4), torch.randn(5, 6), torch.zeros(3, 2, dtype=torch.long), torch.ones(3, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match="index and mask must both be \\[B, L\\]"):
-        module(torch.randn(3, 4), torch.randn(5, 4), torch.zeros(3, 2, dtype=torch.long), torch.ones(3, 3, dtype=torch.bool))
+        module.compute(torch.randn(3, 4), torch.randn(5, 4), torch.zeros(3, 2, dtype=torch.long), torch.ones(3, 3, dtype=torch.bool))
     assert math.isclose(float(module.scale), 1.0)

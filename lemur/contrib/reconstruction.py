@@ -1,9 +1,9 @@
-"""Word-bag reconstruction of each document from its vector (not in the LEMUR paper).
+"""Word-bag reconstruction of each document from its vector (not in the LEMUR paper): an ``AuxiliaryLoss`` plug-in.
 
 BCE and SQDC keep in a document vector what predicts clicks on average and what matches queries.
 A user's taste for some content that no query expresses (LEMUR-Synth's marker words) predicts
-clicks only per user, so it is dropped early and the bank histories cannot carry it (README,
-"Memory bank"). This loss makes the vector keep the document's words: a linear decoder predicts,
+clicks only per user, so it is dropped early and the bank histories cannot carry it
+(``docs/findings.md``). This loss makes the vector keep the document's words: a linear decoder predicts,
 from the vector, every token of the document's text fields (a softmax over the vocabulary, as
 doc2vec's PV-DBOW does), so which words a document holds, rare ones included, stays decodable for
 the ranker's history modules to select from.
@@ -13,17 +13,27 @@ Hand-written because it is a few lines over ``F.cross_entropy``; no library ship
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lemur.losses.base import AuxiliaryLoss
+
+if TYPE_CHECKING:
+    from lemur.systems.ranker import LemurRanker
+
 BERT_SPECIAL_IDS = (0, 100, 101, 102, 103)  # [PAD], [UNK], [CLS], [SEP], [MASK] of BERT uncased vocabularies
 
 
-class WordBagReconstructionLoss(nn.Module):
-    """Mean negative log-likelihood of a document's tokens under ``softmax(W d + b)``.
+class WordBagReconstructionLoss(AuxiliaryLoss):
+    """Mean negative log-likelihood of a document's tokens under ``softmax(W d + b)`` (an ``AuxiliaryLoss``).
 
-    ``forward(doc [B, D], tokens [B, T], mask [B, T], types [B, T]) -> []``
+    As an auxiliary loss: ``forward(ranker, batch, content) -> []`` reconstructs the batch's target
+    documents (``batch["doc_tokens"/"doc_mask"/"doc_types"]``) from ``content["doc"]``, logged as
+    ``train/word_bag_reconstruction``. The math alone: ``compute(doc [B, D], tokens [B, T], mask [B, T],
+    types [B, T]) -> []``.
 
     For each row ``i`` with at least one counted token, ``L_i = -mean_{t counted} log p(tokens[i, t] | d_i)``
     with ``p = softmax(decoder(d_i))`` over ``vocab_size`` entries; the loss is the mean of ``L_i``.
@@ -37,11 +47,12 @@ class WordBagReconstructionLoss(nn.Module):
         vocab_size: size of the tokenizer's vocabulary (30522 for the packaged BERT uncased WordPiece).
         fields: field types to reconstruct; None = every text field.
         ignore_ids: token ids never reconstructed (default: BERT's special tokens).
+        weight, name: see ``AuxiliaryLoss``.
     """
 
     def __init__(self, input_dim: int, vocab_size: int = 30522, fields: list[int] | None = None,
-                 ignore_ids: list[int] = list(BERT_SPECIAL_IDS)) -> None:
-        super().__init__()
+                 ignore_ids: list[int] = list(BERT_SPECIAL_IDS), weight: float = 1.0, name: str | None = None) -> None:
+        super().__init__(weight=weight, name=name)
         for name, value in (("input_dim", input_dim), ("vocab_size", vocab_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"WordBagReconstructionLoss: {name} must be a positive int, got {value!r}")
@@ -53,9 +64,21 @@ class WordBagReconstructionLoss(nn.Module):
         self.decoder = nn.Linear(input_dim, vocab_size)
 
     def extra_repr(self) -> str:
-        return f"input_dim={self.input_dim}, vocab_size={self.vocab_size}, fields={self.fields}"
+        return f"input_dim={self.input_dim}, vocab_size={self.vocab_size}, fields={self.fields}, weight={self.weight}"
 
-    def forward(self, doc: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+    def validate(self, ranker: LemurRanker, key: str) -> None:
+        if ranker.doc_encoder is None:
+            raise ValueError(f"{key}: WordBagReconstructionLoss decodes document-encoder vectors: it needs model.doc_encoder")
+        if self.input_dim != ranker.doc_encoder.out_dim:
+            raise ValueError(f"{key}: WordBagReconstructionLoss input_dim={self.input_dim} must equal "
+                             f"model.doc_encoder.out_dim={ranker.doc_encoder.out_dim}")
+
+    def forward(self, ranker: LemurRanker, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss of the batch's target documents (a scalar)."""
+        return self.compute(content["doc"], batch["doc_tokens"], batch["doc_mask"], batch["doc_types"])
+
+    def compute(self, doc: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+        """Mean NLL of each document's counted tokens (see the class)."""
         if doc.dim() != 2 or doc.shape[1] != self.input_dim:
             raise ValueError(f"WordBagReconstructionLoss: doc must be [B, {self.input_dim}], got {tuple(doc.shape)}")
         if tokens.dim() != 2 or tokens.shape[0] != doc.shape[0] or mask.shape != tokens.shape or types.shape != tokens.shape:

@@ -1,11 +1,11 @@
-"""WordBagReconstructionLoss: a Python-loop reference, which tokens count, gradients and bad settings."""
+"""lemur.contrib.WordBagReconstructionLoss (the math): a Python-loop reference, which tokens count, gradients and bad settings."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from lemur.losses import WordBagReconstructionLoss
+from lemur.contrib import WordBagReconstructionLoss
 
 
 def reference(loss: WordBagReconstructionLoss, doc, tokens, mask, types) -> torch.Tensor:
@@ -36,20 +36,20 @@ def test_matches_the_loop_reference(seed: int, fields) -> None:
     torch.manual_seed(seed)
     loss = WordBagReconstructionLoss(input_dim=6, vocab_size=120, fields=fields)
     doc, tokens, mask, types = data(seed)
-    torch.testing.assert_close(loss(doc, tokens, mask, types), reference(loss, doc, tokens, mask, types))
+    torch.testing.assert_close(loss.compute(doc, tokens, mask, types), reference(loss, doc, tokens, mask, types))
 
 
 def test_padding_special_tokens_and_other_fields_never_count() -> None:
     torch.manual_seed(0)
     loss = WordBagReconstructionLoss(input_dim=6, vocab_size=120, fields=[1])
     doc, tokens, mask, types = data(5)
-    before = loss(doc, tokens, mask, types)
+    before = loss.compute(doc, tokens, mask, types)
     changed = tokens.clone()
     changed[~mask] = 7  # padding
     changed[:, 5:] = 9  # field 2, not reconstructed
-    torch.testing.assert_close(loss(doc, changed, mask, types), before)
+    torch.testing.assert_close(loss.compute(doc, changed, mask, types), before)
     only_special = torch.full_like(tokens, 101)
-    out = loss(doc.requires_grad_(True), only_special, mask, types)
+    out = loss.compute(doc.requires_grad_(True), only_special, mask, types)
     assert float(out) == 0.0 and out.requires_grad  # nothing to reconstruct: a zero still in the graph
 
 
@@ -58,15 +58,15 @@ def test_a_vector_that_holds_the_words_scores_better_and_gradient_reaches_encode
     loss = WordBagReconstructionLoss(input_dim=6, vocab_size=120)
     doc, tokens, mask, types = data(1)
     doc.requires_grad_(True)
-    value = loss(doc, tokens, mask, types)
+    value = loss.compute(doc, tokens, mask, types)
     value.backward()
     assert doc.grad.abs().sum() > 0 and loss.decoder.weight.grad.abs().sum() > 0
     optimiser = torch.optim.Adam([doc, *loss.parameters()], lr=0.05)
     for _ in range(200):
         optimiser.zero_grad()
-        loss(doc, tokens, mask, types).backward()
+        loss.compute(doc, tokens, mask, types).backward()
         optimiser.step()
-    assert float(loss(doc, tokens, mask, types)) < 0.5 * float(value)  # vectors can be trained to hold their words
+    assert float(loss.compute(doc, tokens, mask, types)) < 0.5 * float(value)  # vectors can be trained to hold their words
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -84,8 +84,8 @@ def test_bad_shapes_and_token_ids_are_named() -> None:
     loss = WordBagReconstructionLoss(input_dim=6, vocab_size=120)
     doc, tokens, mask, types = data(0)
     with pytest.raises(ValueError, match="doc must be \\[B, 6\\]"):
-        loss(torch.randn(4, 5), tokens, mask, types)
+        loss.compute(torch.randn(4, 5), tokens, mask, types)
     with pytest.raises(ValueError, match="tokens, mask and types must all be \\[B, T\\]"):
-        loss(doc, tokens, mask[:, :3], types)
+        loss.compute(doc, tokens, mask[:, :3], types)
     with pytest.raises(ValueError, match="token id 500 >= vocab_size=120"):
-        loss(doc, torch.full_like(tokens, 500), mask, types)
+        loss.compute(doc, torch.full_like(tokens, 500), mask, types)
