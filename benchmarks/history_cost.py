@@ -44,10 +44,10 @@ def naive_history(model, store):
 
     read = model._history_items
 
-    def history_items(batch, name, keep=0, content=None):
+    def history_items(batch, name, keep=0):
         ids, mask = batch[f"hist_{name}"], batch[f"hist_{name}_mask"].bool()
         if ids.numel() == 0:
-            return read(batch, name, keep, content)
+            return read(batch, name, keep)
         uniq, inverse = torch.unique(ids, return_inverse=True)
         docs = {k: v.to(ids.device) for k, v in store.documents(uniq.cpu().numpy()).items()}
         vectors = model.doc_encoder(docs)  # [U, dim], with gradient

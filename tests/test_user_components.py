@@ -1,5 +1,5 @@
-"""A user-defined encoder in an outside package is chosen by class_path, trains through the CLI,
-and the checkpoint reloads with load_from_checkpoint."""
+"""User-defined components in an outside package (an encoder, an auxiliary loss, a logit term) are
+chosen by class_path, train through the CLI, and the checkpoint reloads with load_from_checkpoint."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ def test_user_encoder_by_class_path_trains_and_reloads(tmp_path: Path, monkeypat
     override.write_text(
         "model:\n  init_args:\n    query_encoder:\n      class_path: my_components.BagOfWordsEncoder\n"
         "      init_args: {vocab_size: 30522, dim: 16, out_dim: 128}\n"
+        "    aux_losses:\n      - class_path: my_components.DocNormLoss\n        init_args: {norm: 1.0, weight: 0.01}\n"
+        "    logit_terms:\n      - class_path: my_components.UserBias\n        init_args: {buckets: 10}\n"
     )
     cli = LemurCLI(args=["fit", "-c", str(REPO / "recipes/lemur.yaml"), "-c", str(REPO / "recipes/tiny.yaml"), "-c", str(override),
                          "--data.init_args.root", str(tmp_path / "tiny"), "--trainer.logger", "false", "--trainer.max_steps", "2",
@@ -36,6 +38,7 @@ def test_user_encoder_by_class_path_trains_and_reloads(tmp_path: Path, monkeypat
     assert ckpt and Path(ckpt).exists()
     reloaded = LemurRanker.load_from_checkpoint(ckpt)
     assert type(reloaded.query_encoder).__name__ == "BagOfWordsEncoder"
+    assert [type(m).__name__ for m in (*reloaded.aux_losses, *reloaded.logit_terms)] == ["DocNormLoss", "UserBias"]
     for (name, a), b in zip(cli.model.state_dict().items(), reloaded.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
     # `lemur predict` writes the scores of the test days to Parquet
