@@ -50,6 +50,8 @@ from pathlib import Path
 import yaml
 
 METRICS = ("auc", "qauc", "gauc")
+DELTA_METRICS = ("auc", "qauc", "gauc", "auc_new")  # paired-bootstrap intervals vs the reference row
+PREDICTIONS_FILE = "test_predictions.parquet"  # each run's scored test rows (RunSummary.predictions_file)
 
 
 class SuiteError(ValueError):
@@ -236,7 +238,8 @@ def build_command(suite: Suite, opts: Options, variant: Variant, seed: int, stag
             "--trainer.logger.init_args.run_name", run_name,
             "--trainer.logger.init_args.tags", json.dumps(tags),
             "--checkpoint.dirpath", str(folder / "checkpoints"),
-            "--summary.metrics_file", str(folder / "metrics.json")]
+            "--summary.metrics_file", str(folder / "metrics.json"),
+            "--summary.predictions_file", str(folder / PREDICTIONS_FILE)]
     cmd += opts.extra_args
     # An interrupted run resumes: same MLflow run, Lightning restores from its last checkpoint.
     record = read_record(folder)
@@ -450,7 +453,42 @@ def collect(suite: Suite, out: Path) -> list[dict]:
         for m in METRICS:
             base = ref[f"{m}_mean"] if ref else math.nan
             row[f"{m}_delta_pct"] = (row[f"{m}_mean"] - base) / base * 100 if base and not math.isnan(base) else math.nan
+    _paired_deltas(suite, out, rows)
     return rows
+
+
+def _paired_deltas(suite: Suite, out: Path, rows: list[dict]) -> None:
+    """``<metric>_delta`` / ``_delta_ci_low`` / ``_delta_ci_high`` of every row vs the reference row: the
+    absolute difference of the seed-averaged test metrics with a 95% paired bootstrap interval over the same
+    test rows (sessions for QAUC, users for GAUC, rows for AUC), pooled over the seeds both rows finished."""
+    from lemur.metrics.bootstrap import NAN_DELTA, paired_delta, read_predictions
+
+    variants = {v.name: v for v in suite.variants}
+
+    def predictions(name: str) -> dict[int, dict]:
+        found = {}
+        for seed in rows_by_name[name]["seeds"]:
+            path = run_dir(out, variants[name], seed, variants[name].stages[-1]) / PREDICTIONS_FILE
+            try:
+                found[seed] = read_predictions(path)
+            except FileNotFoundError:
+                continue
+        return found
+
+    rows_by_name = {r["variant"]: r for r in rows}
+    ref = predictions(suite.reference) if suite.reference in rows_by_name else {}
+    for row in rows:
+        mine = predictions(row["variant"]) if ref and row["variant"] != suite.reference else {}
+        seeds = sorted(set(mine) & set(ref))
+        for m in DELTA_METRICS:
+            delta = NAN_DELTA
+            if seeds:
+                try:
+                    delta = paired_delta([mine[s] for s in seeds], [ref[s] for s in seeds], m)
+                except ValueError as err:  # runs on different test rows: no paired comparison
+                    print(f"warning: {row['variant']} vs {suite.reference}: {err}", file=sys.stderr)
+            row[f"{m}_delta"], row[f"{m}_delta_ci_low"], row[f"{m}_delta_ci_high"] = delta.value, delta.low, delta.high
+        row["delta_seeds"] = seeds
 
 
 STREAM_METRICS = ("val/auc", "val/qauc", "val/auc_new")
@@ -519,6 +557,13 @@ def _pm(mean: float, std: float) -> str:
     return f"{mean:.4f} ± {std:.4f}" if not math.isnan(std) else f"{mean:.4f}"
 
 
+def _ci(value: float, low: float, high: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    text = f"{value:+.4f} [{low:+.4f}, {high:+.4f}]"
+    return f"**{text}**" if low > 0 or high < 0 else text
+
+
 def _pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:+.2f}%"
 
@@ -546,6 +591,17 @@ def render_markdown(suite: Suite, rows: list[dict], machine: str) -> str:
                      f"{_pm(r['qauc_mean'], r['qauc_std'])} | {_pct(r['qauc_delta_pct'])} | "
                      f"{_pm(r['gauc_mean'], r['gauc_std'])} | {_pct(r['gauc_delta_pct'])} | {_pm(r['auc_new_mean'], r['auc_new_std'])} | "
                      f"{params} | {flops}{rate} |")
+    if any(not math.isnan(r.get("qauc_delta", math.nan)) for r in rows):
+        lines += ["", f"Difference vs `{suite.reference}` (absolute; 95% paired bootstrap interval over the same test rows: "
+                  "sessions for QAUC, users for GAUC, rows for AUC and AUC new docs; seeds pooled). An interval "
+                  "that excludes 0 is a difference beyond noise (**bold**).", "",
+                  "| variant | seeds | ΔAUC | ΔQAUC | ΔGAUC | ΔAUC new docs |", "|---|---|---:|---:|---:|---:|"]
+        for r in rows:
+            if r["variant"] == suite.reference:
+                continue
+            cells = [_ci(r[f"{m}_delta"], r[f"{m}_delta_ci_low"], r[f"{m}_delta_ci_high"]) for m in DELTA_METRICS]
+            seeds = " ".join(map(str, r.get("delta_seeds", []))) or "n/a"
+            lines.append(f"| {r['variant']} | {seeds} | " + " | ".join(cells) + " |")
     variants = {v.name: v for v in suite.variants}
     lines += ["", "Recipes per variant (after the base " + ", ".join(f"`{b}`" for b in suite.base) + "):", ""]
     for r in rows:
@@ -572,7 +628,10 @@ def write_report(suite: Suite, out: Path, prefix: Path | None = None, log_to_mlf
     paths = {"md": prefix.with_suffix(".md"), "csv": prefix.with_suffix(".csv"), "png": prefix.with_suffix(".png")}
     stream = collect_streaming(suite, out)
     paths["md"].write_text(render_markdown(suite, rows, machine) + (render_streaming(stream) if stream else ""))
-    columns = ["variant", "runs"] + [f"{m}_{k}" for m in METRICS for k in ("mean", "std", "delta_pct")] + ["auc_new_mean", "auc_new_std", "params", "trainable_params", "mflops_per_row", "train_rows_per_s"]
+    columns = (["variant", "runs"] + [f"{m}_{k}" for m in METRICS for k in ("mean", "std", "delta_pct")]
+               + ["auc_new_mean", "auc_new_std"]
+               + [f"{m}_{k}" for m in DELTA_METRICS for k in ("delta", "delta_ci_low", "delta_ci_high")]
+               + ["params", "trainable_params", "mflops_per_row", "train_rows_per_s"])
     table = pa.table({c: [r[c] for r in rows] for c in columns} | {"seeds": [" ".join(map(str, r["seeds"])) for r in rows],
                                                                    "run_ids": [" ".join(x or "" for x in r["run_ids"]) for r in rows]})
     pacsv.write_csv(table, paths["csv"])
@@ -581,7 +640,7 @@ def write_report(suite: Suite, out: Path, prefix: Path | None = None, log_to_mlf
         paths["streaming_png"] = prefix.with_name(prefix.name + "-streaming.png")
         _plot_streaming(suite, stream, paths["streaming_png"])
     if log_to_mlflow:
-        _log_report(suite, out, paths)
+        _log_report(suite, out, paths, rows)
     return paths
 
 
@@ -592,7 +651,12 @@ def _plot(suite: Suite, rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [r["variant"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.2 * len(rows) + 4), 4.2))
+    with_ci = any(not math.isnan(r.get("qauc_delta", math.nan)) for r in rows)
+    fig, grid = plt.subplots(2 if with_ci else 1, 2, figsize=(max(8, 1.2 * len(rows) + 4), 8.4 if with_ci else 4.2),
+                             squeeze=False)
+    axes = grid[0]
+    if with_ci:
+        _plot_deltas(suite, rows, grid[1])
     for ax, m in zip(axes, ("auc", "qauc")):
         means = [r[f"{m}_mean"] for r in rows]
         stds = [0.0 if math.isnan(r[f"{m}_std"]) else r[f"{m}_std"] for r in rows]
@@ -612,7 +676,26 @@ def _plot(suite: Suite, rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _log_report(suite: Suite, out: Path, paths: dict[str, Path]) -> None:
+def _plot_deltas(suite: Suite, rows: list[dict], axes) -> None:
+    """Each row's difference vs the reference with its 95% interval (the decision the report makes)."""
+    others = [r for r in rows if r["variant"] != suite.reference]
+    for ax, m in zip(axes, ("qauc", "auc_new")):
+        xs = range(len(others))
+        values = [r.get(f"{m}_delta", math.nan) for r in others]
+        low = [v - r.get(f"{m}_delta_ci_low", math.nan) for v, r in zip(values, others)]
+        high = [r.get(f"{m}_delta_ci_high", math.nan) - v for v, r in zip(values, others)]
+        colors = ["tab:green" if r.get(f"{m}_delta_ci_low", 0) > 0 else "tab:red" if r.get(f"{m}_delta_ci_high", 0) < 0
+                  else "tab:gray" for r in others]
+        ax.errorbar(xs, values, yerr=[low, high], fmt="none", ecolor="black", capsize=5)
+        ax.scatter(xs, values, c=colors, zorder=3)
+        ax.axhline(0.0, color="tab:orange", lw=1)
+        ax.set_xticks(list(xs), [r["variant"] for r in others], rotation=30, ha="right")
+        label = "AUC on new documents" if m == "auc_new" else m.upper()
+        ax.set_title(f"Δ test {label} vs {suite.reference} (95% paired bootstrap CI)")
+        ax.grid(axis="y", alpha=0.3)
+
+
+def _log_report(suite: Suite, out: Path, paths: dict[str, Path], rows: list[dict] | None = None) -> None:
     """Log the report as its own MLflow run (tag ``kind=report``), reusing it when the suite is re-run."""
     try:
         from mlflow.tracking import MlflowClient
@@ -630,6 +713,12 @@ def _log_report(suite: Suite, out: Path, paths: dict[str, Path]) -> None:
             state.write_text(json.dumps({"run_id": run_id}))
         for p in paths.values():
             client.log_artifact(run_id, str(p), artifact_path="report")
+        for r in rows or []:  # every number of the report, comparable across suites in MLflow
+            for key in [f"{m}_{k}" for m in METRICS for k in ("mean", "std")] + [
+                    f"{m}_{k}" for m in DELTA_METRICS for k in ("delta", "delta_ci_low", "delta_ci_high")]:
+                value = r.get(key, math.nan)
+                if isinstance(value, float) and math.isfinite(value):
+                    client.log_metric(run_id, f"{r['variant']}/{key}", value)
         client.set_terminated(run_id)
         print(f"report logged to MLflow run {run_id} (experiment '{suite.experiment}', {tracking_uri()})", flush=True)
     except Exception as err:  # the report files exist; MLflow being unavailable must not lose them

@@ -196,6 +196,41 @@ def test_report_aggregates_seeds_and_deltas(tmp_path: Path) -> None:
     assert paths["png"].stat().st_size > 5_000
 
 
+def test_report_has_paired_bootstrap_intervals_vs_the_reference(tmp_path: Path) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from lemur.suite import PREDICTIONS_FILE
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: r\nreference: base\nseeds: [0, 1]\nvariants: [{name: base}, {name: better}, {name: same}]\n")
+    suite = load_suite(path, root=REPO)
+    out = tmp_path / "out"
+    rng = np.random.default_rng(0)
+    n = 4000
+    y = (rng.random(n) < 0.3).astype(np.int8)
+    session = np.repeat(np.arange(n // 10), 10)
+    rows = {"label": y, "session_id": session, "user_id": session // 5, "doc_id": np.tile(np.arange(10), n // 10),
+            "is_new_doc": rng.random(n) < 0.3}
+    for v in suite.variants:
+        for seed in suite.seeds:
+            folder = run_dir(out, v, seed, v.stages[0])
+            _record(folder, 0.7, 0.6, 0.6)
+            score = ({"better": 1.0}.get(v.name, 0.6)) * y + rng.normal(size=n)
+            pq.write_table(pa.table({**rows, "score": score.astype(np.float32)}), folder / PREDICTIONS_FILE)
+    paths = write_report(suite, out, log_to_mlflow=False)
+    table = {r["variant"]: r for r in pacsv.read_csv(paths["csv"]).to_pylist()}
+    for metric in ("auc", "qauc", "gauc", "auc_new"):
+        better = table["better"]
+        assert 0 < better[f"{metric}_delta_ci_low"] < better[f"{metric}_delta"] < better[f"{metric}_delta_ci_high"]
+        same = table["same"]
+        assert same[f"{metric}_delta_ci_low"] < 0 < same[f"{metric}_delta_ci_high"]  # same model: within noise
+    md = paths["md"].read_text()
+    assert "95% paired bootstrap interval" in md and "| better | 0 1 | **+0." in md
+
+
 # ------------------------------------------------------------------------------ end to end
 @pytest.mark.slow
 def test_table3_suite_end_to_end_and_resume(tmp_path: Path) -> None:
@@ -218,6 +253,8 @@ def test_table3_suite_end_to_end_and_resume(tmp_path: Path) -> None:
     md = (out / "report.md").read_text()
     for variant in ("id_only", "two_stage", "end_to_end"):
         assert f"| {variant} | 1 |" in md
+    assert (out / "end_to_end" / "seed0" / "fit" / "test_predictions.parquet").exists()
+    assert "qauc_delta_ci_low" in (out / "report.csv").read_text().splitlines()[0]
 
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("lemur-table3_two_stage_vs_e2e")

@@ -26,9 +26,14 @@ class RunSummary(L.Callback):
             estimated total, epoch) is refreshed every ``progress_every_s`` seconds, which is how
             ``lemur run`` shows how far each run is.
         progress_every_s: seconds between two ``progress`` writes of ``metrics_file``.
+        predictions_file: optional Parquet file of the test rows' scores (``score``, ``label``,
+            ``session_id``, ``user_id``, ``doc_id``, ``is_new_doc``), written after each test; ``lemur
+            run`` compares variants with paired bootstrap intervals over them
+            (``lemur.metrics.bootstrap``). Under DDP each rank writes ``<stem>.rank<k>.parquet``.
     """
 
-    def __init__(self, metrics_file: str | None = None, progress_every_s: float = 30.0) -> None:
+    def __init__(self, metrics_file: str | None = None, progress_every_s: float = 30.0,
+                 predictions_file: str | None = None) -> None:
         if not progress_every_s > 0:
             raise ValueError(f"summary.progress_every_s must be > 0, got {progress_every_s!r}")
         self.phases: dict[str, dict[str, float]] = {}
@@ -37,6 +42,8 @@ class RunSummary(L.Callback):
         self.progress_every_s = progress_every_s
         self._record: dict = {}
         self._last_progress = 0.0
+        self.predictions_file = predictions_file
+        self._test_rows: list[dict] = []
 
     @rank_zero_only
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, **fields) -> None:
@@ -93,12 +100,32 @@ class RunSummary(L.Callback):
 
     def on_test_start(self, trainer, pl_module):
         self._begin("test")
+        self._test_rows = []
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self._count(trainer, "test", batch)
+        if self.predictions_file is not None and isinstance(outputs, dict):
+            self._test_rows.append({k: v.detach().cpu() for k, v in outputs.items()})
+
+    def _write_predictions(self, trainer: L.Trainer) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        import torch
+
+        if not self._test_rows:
+            return
+        path = Path(self.predictions_file)
+        if trainer.world_size > 1:
+            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        columns = {k: torch.cat([b[k] for b in self._test_rows]).numpy() for k in self._test_rows[0]}
+        pq.write_table(pa.table(columns), path)
+        self._test_rows = []
 
     def on_test_end(self, trainer, pl_module):
         self._end(trainer, "test")
+        if self.predictions_file is not None:
+            self._write_predictions(trainer)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         self._write(trainer, pl_module, status="tested", metrics=metrics, phases=self.phases,
                     global_step=trainer.global_step)

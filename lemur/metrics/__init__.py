@@ -2,6 +2,6 @@
 
 from torchmetrics.classification import BinaryAUROC
 
-from lemur.metrics.grouped_auc import GroupedAUC, Weighting, grouped_auc
+from lemur.metrics.grouped_auc import GroupedAUC, Weighting, grouped_auc, per_group_auc
 
-__all__ = ["BinaryAUROC", "GroupedAUC", "Weighting", "grouped_auc"]
+__all__ = ["BinaryAUROC", "GroupedAUC", "Weighting", "grouped_auc", "per_group_auc"]

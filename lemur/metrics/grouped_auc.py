@@ -25,7 +25,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
-__all__ = ["GroupedAUC", "Weighting", "grouped_auc"]
+__all__ = ["GroupedAUC", "Weighting", "grouped_auc", "per_group_auc"]
 
 Weighting = Literal["uniform", "impressions", "clicks"]
 _WEIGHTINGS: tuple[str, ...] = ("uniform", "impressions", "clicks")
@@ -86,13 +86,22 @@ def grouped_auc(
     return _grouped_auc_compute(preds, target, groups, weighting, min_group_size)
 
 
-def _grouped_auc_compute(
-    preds: Tensor, target: Tensor, groups: Tensor, weighting: str, min_group_size: int
-) -> tuple[Tensor, Tensor]:
+def per_group_auc(preds: Tensor, target: Tensor, groups: Tensor, min_group_size: int = 2) -> dict[str, Tensor]:
+    """The AUC of every group (the building block of :func:`grouped_auc`, and of paired bootstraps that
+    resample groups, ``lemur.metrics.bootstrap``).
+
+    Returns a dict of ``[G]`` tensors over the distinct groups in ascending id order: ``group`` (the ids),
+    ``auc`` (float64, float32 on MPS; ``nan`` where undefined), ``rows``, ``positives`` and ``valid``
+    (both classes present and at least ``min_group_size`` rows).
+    """
+    _check_args("uniform", min_group_size)
+    preds, target, groups = _format_inputs(preds, target, groups)
     device = preds.device
     n = preds.numel()
+    fdtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
     if n == 0:
-        return torch.tensor(float("nan"), device=device), torch.zeros((), dtype=torch.long, device=device)
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return {"group": empty, "auc": empty.to(fdtype), "rows": empty, "positives": empty, "valid": empty.bool()}
     if bool(((target != 0) & (target != 1)).any()):
         raise ValueError("`target` must only contain values 0 and 1")
     if bool(torch.isnan(preds).any()):
@@ -129,21 +138,27 @@ def _grouped_auc_compute(
     sum_pos_rank2 = cs_rank[ends] - cs_rank[starts]
 
     valid = (n_pos > 0) & (n_neg > 0) & (n_rows >= min_group_size)
-    num_valid = valid.sum()
     # U / (n_pos * n_neg) with U = sum(pos ranks) - n_pos (n_pos + 1) / 2, everything doubled to stay integral.
-    fdtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
-    u2 = (sum_pos_rank2 - n_pos * (n_pos + 1))[valid].to(fdtype)
-    auc = u2 / (2 * n_pos[valid] * n_neg[valid]).to(fdtype)
+    u2 = (sum_pos_rank2 - n_pos * (n_pos + 1)).to(fdtype)
+    auc = torch.where(valid, u2 / (2 * n_pos * n_neg).clamp(min=1).to(fdtype), torch.full_like(u2, float("nan")))
+    return {"group": g[starts], "auc": auc, "rows": n_rows, "positives": n_pos, "valid": valid}
 
+
+def _grouped_auc_compute(
+    preds: Tensor, target: Tensor, groups: Tensor, weighting: str, min_group_size: int
+) -> tuple[Tensor, Tensor]:
+    per = per_group_auc(preds, target, groups, min_group_size)
+    valid = per["valid"]
+    auc = per["auc"][valid]
     if weighting == "uniform":
         weights = torch.ones_like(auc)
     elif weighting == "impressions":
-        weights = n_rows[valid].to(fdtype)
+        weights = per["rows"][valid].to(auc.dtype)
     else:  # clicks
-        weights = n_pos[valid].to(fdtype)
+        weights = per["positives"][valid].to(auc.dtype)
     # Empty selection gives 0 / 0 = nan, as documented.
     value = (auc * weights).sum() / weights.sum()
-    return value.float(), num_valid
+    return value.float(), valid.sum()
 
 
 class GroupedAUC(Metric):

@@ -76,7 +76,7 @@ class RankingSystem(L.LightningModule):
         """An optional loss to log on validation/test (None = none)."""
         return None
 
-    def _eval_step(self, batch: dict[str, torch.Tensor], split: str) -> None:
+    def _eval_step(self, batch: dict[str, torch.Tensor], split: str) -> dict[str, torch.Tensor]:
         scores = self.score(batch)
         loss = self.eval_loss(scores, batch)
         if loss is not None:
@@ -93,6 +93,8 @@ class RankingSystem(L.LightningModule):
             n["new_pos"].update(target[new].sum().float())
             if new.any():
                 n["auc"].update(scores[new], target[new])
+        rows = {"score": scores.detach().float(), "label": target}
+        return rows | {k: batch[k] for k in ("session_id", "user_id", "doc_id", "is_new_doc") if k in batch}
 
     def _eval_epoch_end(self, split: str) -> None:
         for name, metric in self.metrics[split].items():
@@ -114,7 +116,8 @@ class RankingSystem(L.LightningModule):
         self._eval_epoch_end("val")
 
     def test_step(self, batch, batch_idx):
-        self._eval_step(batch, "test")
+        """Updates the test metrics; returns the batch's scored rows (``RunSummary`` can save them)."""
+        return self._eval_step(batch, "test")
 
     def on_test_epoch_end(self):
         self._eval_epoch_end("test")
