@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
@@ -94,24 +94,60 @@ class Suite:
         return [(v, seed, st) for seed in self.seeds for v in self.variants for st in v.stages]
 
 
-def _strings(value, where: str) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
-        raise SuiteError(f"{where}: expected a list of strings, got {value!r}")
-    return [str(v) for v in value]
+@dataclass
+class _VariantFile:
+    """A variant as a suite file writes it: one stage (``recipes``/``args``) or several (``stages``)."""
+
+    name: str
+    description: str = ""
+    recipes: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)
 
 
-def _check_keys(data: dict, allowed: set[str], where: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise SuiteError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+@dataclass
+class _SuiteFile:
+    """A suite file as written; :func:`load_suite` checks it and resolves it into a :class:`Suite`."""
+
+    variants: list[dict]
+    """Each parsed as a ``_VariantFile`` on its own, so that an error names its variant."""
+    name: str | None = None
+    description: str = ""
+    experiment: str | None = None
+    reference: str | None = None
+    seeds: list[int] = field(default_factory=lambda: [0])
+    base: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    flops: bool = False
+
+
+def _parse(cls: type, data: dict, where: str):
+    """``data`` as a ``cls`` by jsonargparse's typed parsing: an unknown or missing key, or a value of the wrong
+    type, fails with jsonargparse's message naming the key and the value (its innermost cause, without the
+    levels it nests around it)."""
+    from jsonargparse import ArgumentError, ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls)
+    try:
+        cfg = parser.instantiate(parser.parse_object(data))
+    except ArgumentError as err:
+        inner = err
+        while inner.__cause__ is not None:
+            inner = inner.__cause__
+        first = str(err).splitlines()[0]
+        raise SuiteError(f"{where}: {first}" + ("" if str(inner) in first else f" {inner}")) from None
+    return cls(**{f.name: cfg[f.name] for f in fields(cls)})
+
+
+def _repository_root(path: Path) -> Path | None:
+    """The nearest folder above a suite file that holds ``recipes/``: where its recipe paths start."""
+    return next((p for p in path.resolve().parents if (p / "recipes").is_dir()), None)
 
 
 def load_suite(path: str | Path, root: Path | None = None) -> Suite:
-    """Read and check a suite file. Recipe paths are relative to ``root`` (default: the working directory)."""
+    """Read and check a suite file. A recipe path is taken relative to ``root`` (default: the working
+    directory), else to the suite's repository root (then made absolute), so ``lemur run`` works anywhere."""
     path = Path(path)
     if not path.is_file():
         raise SuiteError(f"{path}: no such suite file")
@@ -121,67 +157,46 @@ def load_suite(path: str | Path, root: Path | None = None) -> Suite:
         raise SuiteError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: a suite is a YAML mapping with keys name, seeds, base, variants")
-    _check_keys(data, {"name", "description", "experiment", "reference", "seeds", "base", "args", "variants", "flops"}, str(path))
-    name = data.get("name") or path.stem
-    if not isinstance(name, str):
-        raise SuiteError(f"{path}: key 'name': expected a string, got {name!r}")
-    seeds = data.get("seeds", [0])
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        seeds = [seeds]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise SuiteError(f"{path}: key 'seeds': expected a non-empty list of integers, got {seeds!r}")
-    base = _strings(data.get("base"), f"{path}: key 'base'")
-    args = _strings(data.get("args"), f"{path}: key 'args'")
-    raw_variants = data.get("variants")
-    if not isinstance(raw_variants, list) or not raw_variants:
-        raise SuiteError(f"{path}: key 'variants': expected a non-empty list, got {raw_variants!r}")
+    spec = _parse(_SuiteFile, data, str(path))
+    if not spec.seeds or not spec.variants:
+        raise SuiteError(f"{path}: key '{'seeds' if not spec.seeds else 'variants'}': expected a non-empty list")
     variants = []
-    for i, raw in enumerate(raw_variants):
-        where = f"{path}: variants[{i}]"
-        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
-            raise SuiteError(f"{where}: each variant is a mapping with a string 'name', got {raw!r}")
-        where = f"{path}: variant '{raw['name']}'"
-        _check_keys(raw, {"name", "description", "recipes", "args", "stages"}, where)
-        if "stages" in raw:
-            if "recipes" in raw or "args" in raw:
-                raise SuiteError(f"{where}: give either 'stages' or 'recipes'/'args', not both")
-            if not isinstance(raw["stages"], list) or not raw["stages"]:
-                raise SuiteError(f"{where}: key 'stages': expected a non-empty list, got {raw['stages']!r}")
-            stages = []
-            for j, st in enumerate(raw["stages"]):
-                swhere = f"{where}, stages[{j}]"
-                if not isinstance(st, dict) or not isinstance(st.get("name"), str):
-                    raise SuiteError(f"{swhere}: each stage is a mapping with a string 'name', got {st!r}")
-                _check_keys(st, {"name", "recipes", "args", "checkpoint_from", "checkpoint_arg"}, swhere)
-                frm = st.get("checkpoint_from")
-                if frm is not None and frm not in [s.name for s in stages]:
-                    raise SuiteError(f"{swhere}: key 'checkpoint_from': {frm!r} is not an earlier stage of this variant "
-                                     f"({[s.name for s in stages]})")
-                stage = Stage(st["name"], _strings(st.get("recipes"), f"{swhere}: key 'recipes'"),
-                              _strings(st.get("args"), f"{swhere}: key 'args'"), frm)
-                if "checkpoint_arg" in st:
-                    stage.checkpoint_arg = str(st["checkpoint_arg"])
-                stages.append(stage)
-            if len({s.name for s in stages}) != len(stages):
-                raise SuiteError(f"{where}: stage names must be unique, got {[s.name for s in stages]}")
-        else:
-            stages = [Stage("fit", _strings(raw.get("recipes"), f"{where}: key 'recipes'"), _strings(raw.get("args"), f"{where}: key 'args'"))]
-        variants.append(Variant(raw["name"], stages, str(raw.get("description", ""))))
+    for i, raw in enumerate(spec.variants):
+        where = f"{path}: variant {raw['name']!r}" if isinstance(raw.get("name"), str) else f"{path}: variants[{i}]"
+        v = _parse(_VariantFile, raw, where)
+        if v.stages and (v.recipes or v.args):
+            raise SuiteError(f"{where}: give either 'stages' or 'recipes'/'args', not both")
+        stages = v.stages or [Stage("fit", v.recipes, v.args)]
+        for j, st in enumerate(stages):
+            earlier = [s.name for s in stages[:j]]
+            if st.checkpoint_from is not None and st.checkpoint_from not in earlier:
+                raise SuiteError(f"{where}, stage {st.name!r}: key 'checkpoint_from': {st.checkpoint_from!r} is not an "
+                                 f"earlier stage of this variant ({earlier})")
+        if len({s.name for s in stages}) != len(stages):
+            raise SuiteError(f"{where}: stage names must be unique, got {[s.name for s in stages]}")
+        variants.append(Variant(v.name, stages, v.description))
     names = [v.name for v in variants]
-    if len(set(names)) != len(names):
-        raise SuiteError(f"{path}: variant names must be unique, got {names}")
-    reference = data.get("reference", names[0])
+    if len(set(names)) != len(names) or not all(names):
+        raise SuiteError(f"{path}: variant names must be unique and non-empty, got {names}")
+    reference = data.get("reference", names[0])  # absent: the first variant; `reference: null`: none
     if reference is not None and reference not in names:
         raise SuiteError(f"{path}: key 'reference': {reference!r} is not one of the variants {names}")
-    root = Path.cwd() if root is None else root
-    for recipe in base + [r for v in variants for s in v.stages for r in s.recipes]:
-        if not (root / recipe).is_file():
-            raise SuiteError(f"{path}: recipe {recipe!r} not found (paths are relative to {root})")
-    flops = data.get("flops", False)
-    if not isinstance(flops, bool):
-        raise SuiteError(f"{path}: key 'flops': expected true or false, got {flops!r}")
-    return Suite(path, name, str(data.get("experiment") or f"lemur-{name}"), reference, seeds, base, args, variants,
-                 str(data.get("description", "")), flops)
+    root, repo = (Path.cwd() if root is None else root), _repository_root(path)
+
+    def resolve(recipe: str) -> str:
+        if (root / recipe).is_file():
+            return recipe
+        if repo is not None and (repo / recipe).is_file():
+            return str(repo / recipe)
+        raise SuiteError(f"{path}: recipe {recipe!r} not found (paths are relative to {root} or {repo})")
+
+    base = [resolve(r) for r in spec.base]
+    for v in variants:
+        for st in v.stages:
+            st.recipes = [resolve(r) for r in st.recipes]
+    name = spec.name or path.stem
+    return Suite(path, name, spec.experiment or f"lemur-{name}", reference, spec.seeds, base, spec.args, variants,
+                 spec.description, spec.flops)
 
 
 # ---------------------------------------------------------------------------- running

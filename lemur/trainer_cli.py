@@ -16,11 +16,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from jsonargparse import ArgumentError
+from jsonargparse import ArgumentError, set_parsing_settings
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+from omegaconf.errors import OmegaConfBaseException
 
 from lemur.callbacks.predictions import ParquetPredictionWriter
 from lemur.callbacks.resume import RUN_KEY, LemurCheckpoint
@@ -81,22 +82,66 @@ def checkpoint_run(path: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------- error messages
-_NOISE = re.compile(r"^\s*(- )?(Given value type:|Given value: .{100,}|Subtypes:|Expected a <class 'NoneType'>|"
-                    r"Does not validate against any of the Union subtypes|Errors:)")
+# jsonargparse raises one ArgumentError whose text repeats every level it tried (each 'Parser key "..."', the
+# Union subtypes, the given value); underneath, __cause__ chains one exception per level down to the real
+# cause. It records neither a structured key path nor a file or line (recipes are read with yaml.safe_load,
+# which drops line numbers), so lemur (1) takes the key path and the innermost cause from that chain, and
+# (2) finds where the key is written by reading the -c files again with yaml.compose, which keeps lines.
+# Step (1) relies on a few phrases of jsonargparse's wording, listed here: check them when upgrading it.
+_PARSER_KEY = re.compile(r'^Parser key "([\w.]+)"')  # one nesting level: 'Parser key "model"' > '"backbone"'
+_OPTION = re.compile(r"option '([\w.]+)'", re.IGNORECASE)  # a misspelt key: "... does not accept option 'x'"
+_UNRECOGNIZED = re.compile(r"unrecognized arguments: --([\w.]+)=(\S+)")  # a misspelt --key on the command line
+_GOT_VALUE = re.compile(r"Got value: (?:Namespace\(class_path='([\w.]+)'.*|(.{1,99}))$", re.MULTILINE)
+# lemur's own messages name settings as `key=value` ("model.memory_bank.dim=48 != ...") or "<key> must be ...,
+# got <value>"; torch names a bad size; omegaconf names the setting of a broken interpolation `full_key: fit.x`.
+_KEY_VALUE = re.compile(r"\b([a-z_][\w.]*\.\w+)=([\w.\-+]+)")
+_MUST_BE = re.compile(r"\b([a-z_]\w*) must be [^\n]*?, got '?(-?[\w.]+)")
+_NEGATIVE_SIZE = re.compile(r"negative dimension (-\d+)")
+_FULL_KEY = re.compile(r"full_key: (?:fit|validate|test|predict)\.([\w.]+)")
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    seen = [err]
+    while seen[-1].__cause__ is not None and len(seen) < 50:
+        seen.append(seen[-1].__cause__)
+    return seen
+
+
+def _raised_in_jsonargparse(err: BaseException) -> bool:
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}jsonargparse{os.sep}" in tb.tb_frame.f_code.co_filename
+
+
+def _culprits(err: BaseException) -> tuple[str, str, list[tuple[str, str | None]]]:
+    """``(key path, cause, [(key, value or None), ...])`` of an error raised while parsing or building."""
+    chain = _chain(err)
+    keys = [m.group(1) for e in chain if (m := _PARSER_KEY.match(str(e)))]
+    path = ".".join(k for i, k in enumerate(keys) if i == 0 or k != keys[i - 1])
+    # the cause: the first exception a component raised (jsonargparse wraps instantiation errors in its own), else
+    # the innermost of jsonargparse's own ("Expected a <class 'int'>. Got value: lots")
+    cause = str(next((e for e in chain if not _raised_in_jsonargparse(e)), chain[-1])).strip()
+    text = "\n".join(str(e) for e in chain)
+    leaf = keys[-1] if keys else ""
+    pairs: list[tuple[str, str | None]] = [(k, None) for k in _OPTION.findall(text)]
+    pairs += [(k, v) for k, v in _UNRECOGNIZED.findall(text)]
+    if leaf and (got := _GOT_VALUE.search(cause) or _GOT_VALUE.search(text)):
+        pairs.append((f"{leaf}.class_path", got.group(1)) if got.group(1) else (leaf, got.group(2).strip("'\" ")))
+    pairs += _KEY_VALUE.findall(cause) + _MUST_BE.findall(cause) + [("", v) for v in _NEGATIVE_SIZE.findall(cause)]
+    pairs += [(k, None) for k in _FULL_KEY.findall(cause)]
+    if leaf and not pairs:
+        pairs.append((leaf, None))
+    return path, cause, pairs
 
 
 def _config_files(argv: list[str]) -> list[str]:
-    files = []
-    for i, arg in enumerate(argv):
-        if arg in ("-c", "--config") and i + 1 < len(argv):
-            files.append(argv[i + 1])
-        elif arg.startswith("--config="):
-            files.append(arg.split("=", 1)[1])
-    return files
+    files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-c", "--config")]
+    return files + [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
 
 
-def _flatten_yaml(text: str) -> list[tuple[str, str, int]]:
-    """``(dotted key without init_args, scalar value, line)`` of every scalar in a YAML document."""
+def _yaml_leaves(text: str) -> list[tuple[str, str, int]]:
+    """``(dotted key without init_args, scalar value or "", line)`` of every setting in a YAML document."""
     import yaml
 
     out: list[tuple[str, str, int]] = []
@@ -105,10 +150,9 @@ def _flatten_yaml(text: str) -> list[tuple[str, str, int]]:
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 name = str(key.value)
+                if not isinstance(value, yaml.ScalarNode):  # a mapping or list: blame its key line
+                    out.append((".".join(path + [name]), "", key.start_mark.line + 1))
                 walk(value, path if name == "init_args" else path + [name])
-                if not isinstance(value, (yaml.MappingNode, yaml.SequenceNode)):
-                    continue
-                out.append((".".join(path + [name]), "", key.start_mark.line + 1))
         elif isinstance(node, yaml.SequenceNode):
             for item in node.value:
                 walk(item, path)
@@ -124,69 +168,49 @@ def _flatten_yaml(text: str) -> list[tuple[str, str, int]]:
     return out
 
 
-def _culprits(message: str) -> list[tuple[str, str | None]]:
-    """``(key path, value or None)`` pairs a parser/instantiation message blames."""
-    pairs: list[tuple[str, str | None]] = []
-    pairs += [(k, None) for k in re.findall(r"Option '([\w.]+)' is not accepted", message)]
-    pairs += [(k, None) for k in re.findall(r"Key '([\w.]+)' is not expected", message)]
-    pairs += [(k, None) for k in re.findall(r"does not accept option '([\w.]+)'", message)]
-    for key, value in re.findall(r'Parser key "([\w.]+)":(?:(?!Parser key).)*?Got value: ([^\n]+)', message, flags=re.S):
-        inner = re.search(r"class_path='([\w.]+)'", value)
-        pairs.append((key + ".class_path", inner.group(1)) if inner else (key, value.strip().strip("'\"")))
-    for key, value in re.findall(r'Parser key "([\w.]+)":(?:(?!Parser key).)*?Given value: ([^\n]{1,99})\n', message + "\n", flags=re.S):
-        pairs.append((key, value.strip().strip("'\"")))
-    pairs += [("", v) for v in re.findall(r"negative dimension (-\d+)", message)]  # torch: which setting is it?
-    pairs += [("class_path", v) for v in re.findall(r"(?:No module named|has no attribute|Import path) '([\w.]+)'", message)]
-    pairs += [(k, v) for k, v in re.findall(r"\b([a-z_][\w.]*\.[\w]+)=([\w.\-+]+)", message)]
-    return pairs
-
-
 def _matches(path: str, value: str, key: str, want: str | None) -> bool:
     if not key:  # a value alone: any setting holding it
         return want is not None and value == want
     tail = key.replace(".init_args", "")
-    if not (path == tail or path.endswith("." + tail) or (tail == "class_path" and path.endswith("class_path"))):
+    if not (path == tail or path.endswith("." + tail)):
         return False
     if want is None:
         return True
     return value == want or (tail.endswith("class_path") and value.split(".")[-1] == want.split(".")[-1])
 
 
-def _locate(message: str, argv: list[str]) -> list[str]:
-    """Where the keys/values a message blames are written: ``file:line: key: value`` or the command line."""
-    culprits = _culprits(message)
-    if not culprits:
-        return []
-    found = []
+def _locate(pairs: list[tuple[str, str | None]], argv: list[str]) -> list[str]:
+    """Where the blamed settings are written: ``file:line: key: value`` or ``command line: --key value``; a key
+    blamed without a value is shown where it is last written (the place that wins)."""
+    written: list[tuple[str, str, str]] = []  # (dotted key without init_args, value, where it is written)
     for name in _config_files(argv):
         try:
-            entries = _flatten_yaml(Path(name).read_text())
+            leaves = _yaml_leaves(Path(name).read_text())
         except OSError:
             continue
-        for path, value, line in entries:
-            if any(_matches(path, value, key, want) for key, want in culprits):
-                found.append(f"{name}:{line}: {path}{': ' + value if value else ''}")
+        written += [(path, value, f"{name}:{line}: {path}{': ' + value if value else ''}") for path, value, line in leaves]
     for i, arg in enumerate(argv):
-        if not arg.startswith("--") or arg in ("--config",):
-            continue
-        key, _, value = arg[2:].partition("=")
-        if not _ and i + 1 < len(argv):
-            value = argv[i + 1]
-        if any(_matches(key.replace(".init_args", ""), value, k, want) for k, want in culprits):
-            found.append(f"command line: --{key} {value}")
+        if arg.startswith("--") and arg != "--config":
+            key, sep, value = arg[2:].partition("=")
+            value = value if sep else (argv[i + 1] if i + 1 < len(argv) else "")
+            written.append((key.replace(".init_args", ""), value, f"command line: --{key} {value}"))
+    found = []
+    for key, want in pairs:
+        hits = [where for path, value, where in written if _matches(path, value, key, want)]
+        found += hits if want is not None else hits[-1:]
     return list(dict.fromkeys(found))[:6]
 
 
-def explain(message: str, argv: list[str]) -> str:
-    """A parser/instantiation message without jsonargparse's noise, plus where the culprit is written."""
-    lines = [line for line in str(message).splitlines() if line.strip() and not _NOISE.match(line)]
-    lines = [re.sub(r"^\s*- ", "", lines[0])] + lines[1:] if lines else lines
-    text = "\n".join("  " + line.strip() if i else line.strip() for i, line in enumerate(lines))
-    where = _locate(str(message), argv)
-    files = _config_files(argv)
+def explain(err: BaseException, argv: list[str]) -> str:
+    """The cause of a parsing/instantiation error, the key it concerns and where that key is written."""
+    path, cause, pairs = _culprits(err)
+    text = "\n  ".join(line.strip() for line in cause.splitlines() if line.strip())
+    if path and not text.startswith(path):
+        text = f"{path}: {text}"
+    where = _locate(pairs, argv)
     if where:
         text += "\n  where: " + "\n         ".join(where)
-    elif files:
+    elif files := _config_files(argv):
         text += f"\n  recipes: {', '.join(files)}"
     return text
 
@@ -209,7 +233,13 @@ class LemurCLI(LightningCLI):
         warnings.filterwarnings("ignore", message=r"`training_step` returned `None`")
         self._argv = list(sys.argv[1:] if args is None else args)
         self.resumed_from: Path | None = None
-        strict = {"exit_on_error": False}
+        # omegaconf+: recipes may interpolate (`dim: ${model.init_args.doc_encoder.init_args.out_dim}`), resolved
+        # once every -c file and --key is merged, so a width set by a later file or the command line reaches
+        # every setting that refers to it. jsonargparse resolves from the root of the whole command
+        # (`fit.model...`); omegaconf_absolute_to_relative_paths rewrites a recipe's absolute paths relative
+        # to where they are written, so recipes need not name the subcommand.
+        set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
+        strict = {"exit_on_error": False, "parser_mode": "omegaconf+"}
         super().__init__(
             model_class=L.LightningModule,
             datamodule_class=LemurDataModule,
@@ -247,8 +277,8 @@ class LemurCLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         try:
             super().parse_arguments(parser, args)
-        except ArgumentError as err:
-            raise RecipeError(explain(str(err), self._argv)) from None
+        except (ArgumentError, OmegaConfBaseException) as err:  # omegaconf: an interpolation that does not resolve
+            raise RecipeError(explain(err, self._argv)) from None
         if self.config.get("subcommand"):
             self._resolve_ckpt_path(self.config["subcommand"])
 
@@ -296,7 +326,7 @@ class LemurCLI(LightningCLI):
         except (ValueError, TypeError, ImportError, AttributeError, KeyError, FileNotFoundError) as err:
             if isinstance(err, SchemaError):
                 raise
-            raise RecipeError(explain(f"{err}", self._argv)) from err
+            raise RecipeError(explain(err, self._argv)) from err
 
     # ------------------------------------------------------------------ running
     def before_fit(self) -> None:

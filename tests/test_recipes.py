@@ -230,6 +230,8 @@ def test_print_config_keeps_every_stated_value(combo: tuple[Path, ...], capsys: 
     printed = _print_config(_args(combo), capsys)
     stated, problems = _stated(combo)
     for key, value in stated.items():
+        if isinstance(value, str) and value.startswith("${"):  # an interpolation: the value it names (rule 12)
+            value = _get(printed, tuple(value[2:-1].split(".")))
         assert _get(printed, key) == value, f"{'.'.join(map(str, key))}: recipe says {value!r}"
     assert any(k[-1] == "class_path" for k in stated), "a recipe names its classes"
     # Swapping a class in an override: restate its full init_args (docs/architecture.md, LightningCLI pitfalls).
@@ -273,6 +275,30 @@ def test_print_config_through_the_console_script() -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     assert "class_path: lemur.systems.LemurRanker" in out.stdout
     assert "class_path: lemur.data.LemurDataModule" in out.stdout
+
+
+# ------------------------------------------------------------------------------ each number once (rule 12)
+def test_document_width_is_stated_once_and_followed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """recipes/lemur.yaml states the document width once; a later -c file (or --key) that changes it moves the
+    query encoder, the text tower and the memory bank with it (interpolations resolve after the merge)."""
+    assert len(re.findall(r"^\s*out_dim: 128\b", DEFAULT_BASE.read_text(), flags=re.MULTILINE)) == 1
+    override = tmp_path / "width.yaml"
+    override.write_text("model:\n  init_args:\n    doc_encoder:\n      init_args:\n        out_dim: 48\n")
+    for args in (["-c", str(override)], ["--model.init_args.doc_encoder.init_args.out_dim", "48"]):
+        cli = LemurCLI(args=["-c", str(DEFAULT_BASE), "-c", str(TINY), *args, "--trainer.logger", "false"], run=False)
+        model = cli.model
+        assert model.doc_encoder.out_dim == model.query_encoder.out_dim == 48
+        assert model.doc_encoder.modalities["text"].out_dim == 48 and model.memory_bank.dim == 48
+    printed = _print_config(["-c", str(DEFAULT_BASE), "-c", str(override)], capsys)
+    assert printed["model"]["init_args"]["memory_bank"]["init_args"]["dim"] == 48  # resolved in the saved recipe
+
+
+def test_an_interpolation_to_nowhere_names_its_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  init_args:\n    memory_bank:\n      init_args:\n        dim: ${model.init_args.nowhere}\n")
+    assert main(["fit", "-c", str(DEFAULT_BASE), "-c", str(bad), "--print_config"]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and f"{bad}:5" in err and "Traceback" not in err, err[-2000:]
 
 
 # ------------------------------------------------------------------------------ mistakes fail loudly

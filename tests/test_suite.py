@@ -78,15 +78,20 @@ def test_variant_stacks_do_what_their_names_say(tmp_path: Path, monkeypatch: pyt
 
 # ------------------------------------------------------------------------------ bad suites
 BAD = {
-    "unknown_key": ("name: x\nseedz: [0]\nvariants: [{name: a}]\n", "unknown key(s) ['seedz']"),
-    "bad_seeds": ("name: x\nseeds: [zero]\nvariants: [{name: a}]\n", "key 'seeds'"),
-    "no_variants": ("name: x\nseeds: [0]\n", "key 'variants'"),
+    # jsonargparse's typed parsing of the suite dataclasses names the key and the value
+    "unknown_key": ("name: x\nseedz: [0]\nvariants: [{name: a}]\n", "Option 'seedz' is not accepted"),
+    "bad_seeds": ("name: x\nseeds: [zero]\nvariants: [{name: a}]\n", 'key "seeds": Expected a <class \'int\'>. Got value: zero'),
+    "no_seeds": ("name: x\nseeds: []\nvariants: [{name: a}]\n", "key 'seeds': expected a non-empty list"),
+    "no_variants": ("name: x\nseeds: [0]\n", "required: variants"),
+    "bad_flops": ("name: x\nflops: maybe\nvariants: [{name: a}]\n", 'key "flops": Expected a <class \'bool\'>. Got value: maybe'),
     "missing_recipe": ("name: x\nvariants: [{name: a, recipes: [recipes/nope.yaml]}]\n", "recipe 'recipes/nope.yaml' not found"),
     "bad_reference": ("name: x\nreference: b\nvariants: [{name: a}]\n", "key 'reference': 'b'"),
     "duplicate_variant": ("name: x\nvariants: [{name: a}, {name: a}]\n", "variant names must be unique"),
     "late_checkpoint": ("name: x\nvariants: [{name: a, stages: [{name: s1, checkpoint_from: s2}, {name: s2}]}]\n",
                         "key 'checkpoint_from': 's2' is not an earlier stage"),
-    "variant_typo": ("name: x\nvariants: [{name: a, recipe: [recipes/lemur.yaml]}]\n", "variant 'a': unknown key(s) ['recipe']"),
+    "variant_typo": ("name: x\nvariants: [{name: a, recipe: [recipes/lemur.yaml]}]\n", "variant 'a': Option 'recipe' is not accepted"),
+    "stage_typo": ("name: x\nvariants: [{name: a, stages: [{name: s, checkpoint_frm: s0}]}]\n", "variant 'a': Parser key \"stages\""),
+    "stages_and_recipes": ("name: x\nvariants: [{name: a, recipes: [recipes/lemur.yaml], stages: [{name: s}]}]\n", "not both"),
     "not_yaml": ("name: [x\n", "not valid YAML"),
 }
 
@@ -99,6 +104,16 @@ def test_bad_suite_names_file_and_key(case: str, tmp_path: Path) -> None:
     with pytest.raises(SuiteError) as err:
         load_suite(path, root=REPO)
     assert str(path) in str(err.value) and expected in str(err.value)
+
+
+def test_recipe_paths_resolve_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From another folder, a suite's recipe paths are found under its repository root (and made absolute)."""
+    monkeypatch.chdir(tmp_path)
+    suite = load_suite(REPO / "recipes/suites/table3_two_stage_vs_e2e.yaml")
+    assert suite.base == [str(REPO / "recipes/lemur.yaml")]
+    assert all(Path(r).is_file() for v in suite.variants for st in v.stages for r in st.recipes)
+    monkeypatch.chdir(REPO)  # from the repository root they stay as written
+    assert load_suite(REPO / "recipes/suites/table3_two_stage_vs_e2e.yaml").base == ["recipes/lemur.yaml"]
 
 
 def test_cli_reports_a_bad_suite_without_a_traceback(tmp_path: Path) -> None:
