@@ -40,8 +40,13 @@ class HistorySimilarityLogit(LogitTerm):
             ``input_dim`` must equal ``doc_encoder.out_dim``.
     """
 
-    def __init__(self, history: Literal["long", "short"] = "long", init_scale: float = 1.0, proj_dim: int | None = None,
-                 input_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        history: Literal["long", "short"] = "long",
+        init_scale: float = 1.0,
+        proj_dim: int | None = None,
+        input_dim: int | None = None,
+    ) -> None:
         super().__init__()
         if history not in ("long", "short"):
             raise ValueError(f"HistorySimilarityLogit: history must be 'long' or 'short', got {history!r}")
@@ -61,26 +66,38 @@ class HistorySimilarityLogit(LogitTerm):
 
     def validate(self, ranker: LemurRanker, key: str) -> None:
         if ranker.memory_bank is None:
-            raise ValueError(f"{key}: HistorySimilarityLogit compares target documents with their memory-bank "
-                             "histories: it needs model.memory_bank")
+            raise ValueError(
+                f"{key}: HistorySimilarityLogit compares target documents with their memory-bank "
+                "histories: it needs model.memory_bank"
+            )
         if self.input_dim is not None and self.input_dim != ranker.doc_encoder.out_dim:
-            raise ValueError(f"{key}: HistorySimilarityLogit input_dim={self.input_dim} must equal "
-                             f"model.doc_encoder.out_dim={ranker.doc_encoder.out_dim}")
+            raise ValueError(
+                f"{key}: HistorySimilarityLogit input_dim={self.input_dim} must equal "
+                f"model.doc_encoder.out_dim={ranker.doc_encoder.out_dim}"
+            )
 
-    def forward(self, ranker: LemurRanker, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, ranker: LemurRanker, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         """The term ``[B]`` for the batch's target documents and their ``history`` sequence."""
         table, index, mask = ranker.history_vectors(batch, self.history)
         doc = content["doc"]
         return self.compute(doc, table.to(doc.dtype), index, mask)
 
-    def compute(self, target: torch.Tensor, table: torch.Tensor, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def compute(
+        self, target: torch.Tensor, table: torch.Tensor, index: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """``scale * cos(target, h)`` ``[B]`` for items ``table[index]`` (see the class)."""
         if target.dim() != 2 or table.dim() != 2 or table.shape[1] != target.shape[1]:
-            raise ValueError(f"HistorySimilarityLogit: expected target [B, D] and table [U, D], "
-                             f"got {tuple(target.shape)} and {tuple(table.shape)}")
+            raise ValueError(
+                f"HistorySimilarityLogit: expected target [B, D] and table [U, D], "
+                f"got {tuple(target.shape)} and {tuple(table.shape)}"
+            )
         if index.shape != mask.shape or index.dim() != 2 or index.shape[0] != target.shape[0]:
-            raise ValueError(f"HistorySimilarityLogit: index and mask must both be [B, L] with B = {target.shape[0]}, "
-                             f"got {tuple(index.shape)} and {tuple(mask.shape)}")
+            raise ValueError(
+                f"HistorySimilarityLogit: index and mask must both be [B, L] with B = {target.shape[0]}, "
+                f"got {tuple(index.shape)} and {tuple(mask.shape)}"
+            )
         if self.proj is not None:
             target, table = self.proj(target), self.proj(table)
         if index.shape[1] == 0 or table.shape[0] == 0:

@@ -13,6 +13,7 @@ Hand-written because it is a few lines over ``F.cross_entropy``; no library ship
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -50,17 +51,31 @@ class WordBagReconstructionLoss(AuxiliaryLoss):
         weight, name: see ``AuxiliaryLoss``.
     """
 
-    def __init__(self, input_dim: int, vocab_size: int = 30522, fields: list[int] | None = None,
-                 ignore_ids: list[int] = list(BERT_SPECIAL_IDS), weight: float = 1.0, name: str | None = None) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        vocab_size: int = 30522,
+        fields: list[int] | None = None,
+        ignore_ids: Sequence[int] = BERT_SPECIAL_IDS,
+        weight: float = 1.0,
+        name: str | None = None,
+    ) -> None:
         super().__init__(weight=weight, name=name)
         for name, value in (("input_dim", input_dim), ("vocab_size", vocab_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"WordBagReconstructionLoss: {name} must be a positive int, got {value!r}")
-        if fields is not None and (not fields or any(not isinstance(f, int) or isinstance(f, bool) or f < 1 for f in fields)):
-            raise ValueError(f"WordBagReconstructionLoss: fields must be null or a non-empty list of field types >= 1, got {fields!r}")
+        if fields is not None and (
+            not fields or any(not isinstance(f, int) or isinstance(f, bool) or f < 1 for f in fields)
+        ):
+            raise ValueError(
+                "WordBagReconstructionLoss: fields must be null or a non-empty list of field types >= 1, "
+                f"got {fields!r}"
+            )
         self.input_dim, self.vocab_size = input_dim, vocab_size
         self.fields = None if fields is None else [int(f) for f in fields]
-        self.register_buffer("ignore_ids", torch.tensor(sorted(set(int(i) for i in ignore_ids)), dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "ignore_ids", torch.tensor(sorted(set(int(i) for i in ignore_ids)), dtype=torch.long), persistent=False
+        )
         self.decoder = nn.Linear(input_dim, vocab_size)
 
     def extra_repr(self) -> str:
@@ -68,12 +83,18 @@ class WordBagReconstructionLoss(AuxiliaryLoss):
 
     def validate(self, ranker: LemurRanker, key: str) -> None:
         if ranker.doc_encoder is None:
-            raise ValueError(f"{key}: WordBagReconstructionLoss decodes document-encoder vectors: it needs model.doc_encoder")
+            raise ValueError(
+                f"{key}: WordBagReconstructionLoss decodes document-encoder vectors: it needs model.doc_encoder"
+            )
         if self.input_dim != ranker.doc_encoder.out_dim:
-            raise ValueError(f"{key}: WordBagReconstructionLoss input_dim={self.input_dim} must equal "
-                             f"model.doc_encoder.out_dim={ranker.doc_encoder.out_dim}")
+            raise ValueError(
+                f"{key}: WordBagReconstructionLoss input_dim={self.input_dim} must equal "
+                f"model.doc_encoder.out_dim={ranker.doc_encoder.out_dim}"
+            )
 
-    def forward(self, ranker: LemurRanker, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, ranker: LemurRanker, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         """The loss of the batch's target documents (a scalar)."""
         return self.compute(content["doc"], batch["doc_tokens"], batch["doc_mask"], batch["doc_types"])
 
@@ -81,12 +102,21 @@ class WordBagReconstructionLoss(AuxiliaryLoss):
         """Mean NLL of each document's counted tokens (see the class)."""
         if doc.dim() != 2 or doc.shape[1] != self.input_dim:
             raise ValueError(f"WordBagReconstructionLoss: doc must be [B, {self.input_dim}], got {tuple(doc.shape)}")
-        if tokens.dim() != 2 or tokens.shape[0] != doc.shape[0] or mask.shape != tokens.shape or types.shape != tokens.shape:
-            raise ValueError(f"WordBagReconstructionLoss: tokens, mask and types must all be [B, T] with B = {doc.shape[0]}, "
-                             f"got {tuple(tokens.shape)}, {tuple(mask.shape)}, {tuple(types.shape)}")
+        if (
+            tokens.dim() != 2
+            or tokens.shape[0] != doc.shape[0]
+            or mask.shape != tokens.shape
+            or types.shape != tokens.shape
+        ):
+            raise ValueError(
+                f"WordBagReconstructionLoss: tokens, mask and types must all be [B, T] with B = {doc.shape[0]}, "
+                f"got {tuple(tokens.shape)}, {tuple(mask.shape)}, {tuple(types.shape)}"
+            )
         if tokens.numel() and int(tokens.max()) >= self.vocab_size:
-            raise ValueError(f"WordBagReconstructionLoss: token id {int(tokens.max())} >= vocab_size={self.vocab_size}; "
-                             "set vocab_size to the tokenizer's vocabulary size")
+            raise ValueError(
+                f"WordBagReconstructionLoss: token id {int(tokens.max())} >= vocab_size={self.vocab_size}; "
+                "set vocab_size to the tokenizer's vocabulary size"
+            )
         counted = mask.bool() & ~torch.isin(tokens, self.ignore_ids)
         if self.fields is not None:
             counted &= torch.isin(types, torch.tensor(self.fields, device=types.device))

@@ -1,4 +1,4 @@
-"""Training losses: the ``AuxiliaryLoss`` contract, SQDC (LEMUR) and CIC (EM3, an auxiliary loss). CTR uses plain BCE."""
+"""Training losses: the ``AuxiliaryLoss`` contract, SQDC (LEMUR) and CIC (EM3, an auxiliary loss); CTR uses BCE."""
 
 from lemur.losses.base import AuxiliaryLoss
 from lemur.losses.cic import CICLoss

@@ -46,8 +46,15 @@ class CICLoss(AuxiliaryLoss):
         weight, name: see ``AuxiliaryLoss`` (logged as ``train/cic``).
     """
 
-    def __init__(self, content_dim: int, id_dim: int, dim: int = 64, temperature: float = 0.07, weight: float = 1.0,
-                 name: str | None = None) -> None:
+    def __init__(
+        self,
+        content_dim: int,
+        id_dim: int,
+        dim: int = 64,
+        temperature: float = 0.07,
+        weight: float = 1.0,
+        name: str | None = None,
+    ) -> None:
         super().__init__(weight=weight, name=name)
         for name, value in (("content_dim", content_dim), ("id_dim", id_dim), ("dim", dim)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -65,17 +72,24 @@ class CICLoss(AuxiliaryLoss):
             self.content_proj, self.id_proj = nn.Linear(content_dim, dim), nn.Linear(id_dim, dim)
 
     def extra_repr(self) -> str:
-        return f"content_dim={self.content_dim}, id_dim={self.id_dim}, temperature={self.temperature}, weight={self.weight}"
+        dims = f"content_dim={self.content_dim}, id_dim={self.id_dim}"
+        return f"{dims}, temperature={self.temperature}, weight={self.weight}"
 
     def validate(self, ranker: LemurRanker, key: str) -> None:
         if ranker.doc_encoder is None:
-            raise ValueError(f"{key}: CICLoss aligns document-encoder vectors with ID embeddings: it needs model.doc_encoder")
+            raise ValueError(
+                f"{key}: CICLoss aligns document-encoder vectors with ID embeddings: it needs model.doc_encoder"
+            )
         if (self.content_dim, self.id_dim) != (ranker.doc_encoder.out_dim, ranker.token_dim):
-            raise ValueError(f"{key}: CICLoss content_dim={self.content_dim}, id_dim={self.id_dim} must equal "
-                             f"model.doc_encoder.out_dim={ranker.doc_encoder.out_dim} and "
-                             f"model.features.token_dim={ranker.token_dim}")
+            raise ValueError(
+                f"{key}: CICLoss content_dim={self.content_dim}, id_dim={self.id_dim} must equal "
+                f"model.doc_encoder.out_dim={ranker.doc_encoder.out_dim} and "
+                f"model.features.token_dim={ranker.token_dim}"
+            )
 
-    def forward(self, ranker: LemurRanker, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, ranker: LemurRanker, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         """CIC of the batch's target documents: encoder vectors vs their ID embeddings (a scalar)."""
         doc_index = batch["doc_index"]
         return self.compute(content["doc"], ranker.ids.doc_items(doc_index), doc_index)
@@ -89,7 +103,10 @@ class CICLoss(AuxiliaryLoss):
             doc_index: optional ``[B]`` integer document IDs for false-negative masking.
         """
         if content.dim() != 2 or ids.dim() != 2 or content.shape[0] != ids.shape[0]:
-            raise ValueError(f"CICLoss: content and ids must be [B, Dc] and [B, De], got {tuple(content.shape)} and {tuple(ids.shape)}")
+            raise ValueError(
+                "CICLoss: content and ids must be [B, Dc] and [B, De], "
+                f"got {tuple(content.shape)} and {tuple(ids.shape)}"
+            )
         if content.shape[1] != self.content_dim or ids.shape[1] != self.id_dim:
             raise ValueError(
                 f"CICLoss: expected dims ({self.content_dim}, {self.id_dim}), got ({content.shape[1]}, {ids.shape[1]})"

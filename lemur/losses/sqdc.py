@@ -56,7 +56,9 @@ class SQDCLoss(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature > 0:
-            raise ValueError(f"SQDCLoss: temperature must be a positive number (it multiplies the cosine), got {temperature!r}")
+            raise ValueError(
+                f"SQDCLoss: temperature must be a positive number (it multiplies the cosine), got {temperature!r}"
+            )
         if not isinstance(session_mask, bool):
             raise ValueError(f"SQDCLoss: session_mask must be a bool, got {session_mask!r}")
         if negatives not in _NEGATIVES:

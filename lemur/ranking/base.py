@@ -56,5 +56,6 @@ class LogitTerm(nn.Module, abc.ABC):
         what this term needs. Called at the end of ``LemurRanker.__init__``; the default accepts any."""
 
     @abc.abstractmethod
-    def forward(self, ranker: LemurRanker, batch: dict[str, torch.Tensor],
-                content: dict[str, torch.Tensor]) -> torch.Tensor: ...
+    def forward(
+        self, ranker: LemurRanker, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]
+    ) -> torch.Tensor: ...

@@ -45,12 +45,20 @@ class CosineSimilarityFeatures(nn.Module):
 
     def forward(self, target: torch.Tensor, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``[B, 2 * max_len]``: raw similarities then the same sorted in descending order."""
-        if target.dim() != 2 or items.dim() != 3 or items.shape[0] != target.shape[0] or items.shape[2] != target.shape[1]:
+        if (
+            target.dim() != 2
+            or items.dim() != 3
+            or items.shape[0] != target.shape[0]
+            or items.shape[2] != target.shape[1]
+        ):
             raise ValueError(
-                f"CosineSimilarityFeatures: expected target [B, D] and items [B, L, D], got {tuple(target.shape)} and {tuple(items.shape)}"
+                "CosineSimilarityFeatures: expected target [B, D] and items [B, L, D], "
+                f"got {tuple(target.shape)} and {tuple(items.shape)}"
             )
         if tuple(mask.shape) != tuple(items.shape[:2]):
-            raise ValueError(f"CosineSimilarityFeatures: mask must be [B, L] = {tuple(items.shape[:2])}, got {tuple(mask.shape)}")
+            raise ValueError(
+                f"CosineSimilarityFeatures: mask must be [B, L] = {tuple(items.shape[:2])}, got {tuple(mask.shape)}"
+            )
         items, mask = items[:, : self.max_len], mask[:, : self.max_len].bool()
 
         items = items.masked_fill(~mask[..., None], 0.0)

@@ -31,8 +31,10 @@ class ContrastivePretrainer(RankingSystem):
     ) -> None:
         super().__init__(nonfinite_loss=nonfinite_loss)
         if query_encoder.out_dim != doc_encoder.out_dim:
-            raise ValueError(f"model.query_encoder.out_dim={query_encoder.out_dim} != "
-                             f"model.doc_encoder.out_dim={doc_encoder.out_dim}")
+            raise ValueError(
+                f"model.query_encoder.out_dim={query_encoder.out_dim} != "
+                f"model.doc_encoder.out_dim={doc_encoder.out_dim}"
+            )
         self.save_hyperparameters()
         self.query_encoder, self.doc_encoder, self.sqdc = query_encoder, doc_encoder, sqdc
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler

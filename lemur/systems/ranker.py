@@ -48,14 +48,15 @@ def load_encoders(model: nn.Module, path: str) -> None:
         module = getattr(model, name)
         if module is None:
             continue
-        part = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
+        part = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
         if not part:
             raise ValueError(f"model.encoder_checkpoint: {path} holds no '{name}.*' weights")
         try:
             module.load_state_dict(part)
         except RuntimeError as err:
-            raise ValueError(f"model.encoder_checkpoint: {path}: '{name}' does not match the recipe's {name} "
-                             f"({err})") from err
+            raise ValueError(
+                f"model.encoder_checkpoint: {path}: '{name}' does not match the recipe's {name} ({err})"
+            ) from err
 
 
 DOC_KEYS = ("doc_tokens", "doc_types", "doc_mask", "doc_image", "doc_image_mask")
@@ -81,8 +82,10 @@ class Sampling:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.backward <= self.forward <= 1.0:
-            raise ValueError(f"model.sampling: need 0 <= backward <= forward <= 1, got forward={self.forward}, "
-                             f"backward={self.backward}")
+            raise ValueError(
+                f"model.sampling: need 0 <= backward <= forward <= 1, got forward={self.forward}, "
+                f"backward={self.backward}"
+            )
 
     @property
     def needs_bank(self) -> bool:
@@ -182,7 +185,9 @@ class LemurRanker(RankingSystem):
             if make is not None:
                 decoder = make(d)
                 if decoder.out_dim != d:
-                    raise ValueError(f"model.{name}_history: decoder out_dim {decoder.out_dim} != features.token_dim {d}")
+                    raise ValueError(
+                        f"model.{name}_history: decoder out_dim {decoder.out_dim} != features.token_dim {d}"
+                    )
                 self.histories[name] = decoder
         self.global_token = nn.Linear(d, d) if any(dec.uses_query for dec in self.histories.values()) else None
         self.memory_bank, self.similarity, self.sampling = memory_bank, similarity, sampling
@@ -190,29 +195,46 @@ class LemurRanker(RankingSystem):
             if doc_encoder is None:
                 raise ValueError("model.memory_bank stores document-encoder vectors: it needs model.doc_encoder")
             if memory_bank.dim != doc_encoder.out_dim:
-                raise ValueError(f"model.memory_bank.dim={memory_bank.dim} != model.doc_encoder.out_dim="
-                                 f"{doc_encoder.out_dim}; make them equal")
+                raise ValueError(
+                    f"model.memory_bank.dim={memory_bank.dim} != model.doc_encoder.out_dim="
+                    f"{doc_encoder.out_dim}; make them equal"
+                )
         elif similarity is not None or sampling.needs_bank:
-            raise ValueError("model.similarity, model.sampling below 1 and model.sampling.serve_from_bank read the "
-                             "memory bank: set model.memory_bank")
+            raise ValueError(
+                "model.similarity, model.sampling below 1 and model.sampling.serve_from_bank read the "
+                "memory bank: set model.memory_bank"
+            )
         self.history_proj = nn.Linear(memory_bank.dim, d) if memory_bank is not None and len(self.histories) else None
         self.similarity_proj = nn.Linear(similarity.out_dim, d) if similarity is not None else None
-        num_tokens = (self.ids.num_tokens + (query_encoder is not None) + (doc_encoder is not None)
-                      + len(self.histories) + (similarity is not None))
+        num_tokens = (
+            self.ids.num_tokens
+            + (query_encoder is not None)
+            + (doc_encoder is not None)
+            + len(self.histories)
+            + (similarity is not None)
+        )
         self.backbone = backbone(num_tokens, d)
         self.bank_stats: dict[str, torch.Tensor] = {}
         if sqdc is not None and (query_encoder is None or doc_encoder is None):
             raise ValueError("model.sqdc needs both model.query_encoder and model.doc_encoder")
         if sqdc is not None and query_encoder.out_dim != doc_encoder.out_dim:
-            raise ValueError(f"model.sqdc compares query and document vectors, but model.query_encoder.out_dim="
-                             f"{query_encoder.out_dim} != model.doc_encoder.out_dim={doc_encoder.out_dim}; make them equal")
+            raise ValueError(
+                f"model.sqdc compares query and document vectors, but model.query_encoder.out_dim="
+                f"{query_encoder.out_dim} != model.doc_encoder.out_dim={doc_encoder.out_dim}; make them equal"
+            )
         if sqdc_weight < 0:
             raise ValueError(f"model.sqdc_weight must be >= 0, got {sqdc_weight}")
         self.sqdc, self.sqdc_weight = sqdc, sqdc_weight
-        self.encoder_training, self.freeze_encoders, self.encoder_checkpoint = encoder_training, freeze_encoders, encoder_checkpoint
+        self.encoder_training, self.freeze_encoders, self.encoder_checkpoint = (
+            encoder_training,
+            freeze_encoders,
+            encoder_checkpoint,
+        )
         if freeze_encoders:
             if sqdc is not None:
-                raise ValueError("model.freeze_encoders with model.sqdc: frozen encoders cannot learn from SQDC; drop one")
+                raise ValueError(
+                    "model.freeze_encoders with model.sqdc: frozen encoders cannot learn from SQDC; drop one"
+                )
             for module in (query_encoder, doc_encoder):
                 if module is not None:
                     module.requires_grad_(False)
@@ -226,16 +248,22 @@ class LemurRanker(RankingSystem):
 
     def _check_extensions(self) -> None:
         names = {"loss", "bce", "sqdc"}
-        for key, items, base in (("aux_losses", self.aux_losses, AuxiliaryLoss), ("logit_terms", self.logit_terms, LogitTerm)):
+        for key, items, base in (
+            ("aux_losses", self.aux_losses, AuxiliaryLoss),
+            ("logit_terms", self.logit_terms, LogitTerm),
+        ):
             for i, item in enumerate(items):
                 if not isinstance(item, base):
-                    raise ValueError(f"model.{key}[{i}] must be a {base.__module__}.{base.__name__}, "
-                                     f"got {type(item).__name__}")
+                    raise ValueError(
+                        f"model.{key}[{i}] must be a {base.__module__}.{base.__name__}, got {type(item).__name__}"
+                    )
                 item.validate(self, f"model.{key}[{i}]")
         for i, aux in enumerate(self.aux_losses):
             if aux.name in names:
-                raise ValueError(f"model.aux_losses[{i}]: the metric name train/{aux.name} is already taken; "
-                                 "set a distinct init_args.name")
+                raise ValueError(
+                    f"model.aux_losses[{i}]: the metric name train/{aux.name} is already taken; "
+                    "set a distinct init_args.name"
+                )
             names.add(aux.name)
 
     # ------------------------------------------------------------------ forward
@@ -260,7 +288,9 @@ class LemurRanker(RankingSystem):
         index = batch["doc_index"]
         docs, inverse = torch.unique(index, return_inverse=True)
         rows = torch.arange(len(index), device=index.device)
-        first = torch.full_like(docs, len(index)).scatter_reduce(0, inverse, rows, reduce="amin")  # a row of each document
+        first = torch.full_like(docs, len(index)).scatter_reduce(
+            0, inverse, rows, reduce="amin"
+        )  # a row of each document
         bank, out = self.memory_bank, {}
         encode = torch.ones(len(docs), dtype=torch.bool, device=index.device)
         backward = encode.clone() if grad else torch.zeros_like(encode)
@@ -315,11 +345,18 @@ class LemurRanker(RankingSystem):
         if stage == "fit" and self.encoder_checkpoint:
             load_encoders(self, self.encoder_checkpoint)
         elif stage == "fit" and self.freeze_encoders:
-            rank_zero_warn("model.freeze_encoders is set but model.encoder_checkpoint is not: the frozen encoders keep their random init")
-        num_docs = getattr(getattr(self.trainer, "datamodule", None), "num_docs", None) if self._trainer is not None else None
+            rank_zero_warn(
+                "model.freeze_encoders is set but model.encoder_checkpoint is not: "
+                "the frozen encoders keep their random init"
+            )
+        num_docs = (
+            getattr(getattr(self.trainer, "datamodule", None), "num_docs", None) if self._trainer is not None else None
+        )
         if self.memory_bank is not None and num_docs is not None and num_docs > self.memory_bank.capacity:
-            raise ValueError(f"model.memory_bank.init_args.capacity={self.memory_bank.capacity} is smaller than the dataset's "
-                             f"{num_docs} documents: set it to at least {num_docs}")
+            raise ValueError(
+                f"model.memory_bank.init_args.capacity={self.memory_bank.capacity} is smaller than the dataset's "
+                f"{num_docs} documents: set it to at least {num_docs}"
+            )
 
     def _read_history(self, batch: dict[str, torch.Tensor], name: str) -> tuple[torch.Tensor, ...]:
         """``(docs [U], vectors [U, bank.dim], valid [U], index [B, L], mask [B, L])`` of one history."""
@@ -328,8 +365,9 @@ class LemurRanker(RankingSystem):
         vectors, valid = self.memory_bank.read(docs, dtype=self.doc_proj.weight.dtype)
         return docs, vectors, valid, inverse, mask
 
-    def history_vectors(self, batch: dict[str, torch.Tensor], name: Literal["short", "long"]
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def history_vectors(
+        self, batch: dict[str, torch.Tensor], name: Literal["short", "long"]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The memory-bank vectors of one history sequence, for extension points: ``(table [U, bank.dim],
         index [B, L], mask [B, L] bool)``. Item ``l`` of row ``b`` is ``table[index[b, l]]`` (each distinct
         document read once); ``mask`` is False for padding and never-written entries. Bank reads carry no
@@ -339,9 +377,10 @@ class LemurRanker(RankingSystem):
         _, vectors, valid, index, mask = self._read_history(batch, name)
         return vectors, index, mask & valid[index]
 
-    def _history_items(self, batch: dict[str, torch.Tensor], name: str, keep: int = 0
-                       ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``(table [U, token_dim], index [B, L], mask [B, L], bank vectors [B, keep, bank.dim] or None)`` of one history.
+    def _history_items(
+        self, batch: dict[str, torch.Tensor], name: str, keep: int = 0
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One history: ``(table [U, token_dim], index [B, L], mask [B, L], bank vectors [B, keep, bank.dim] | None)``.
 
         The items are ``table[index]``: each distinct document of the batch's history is read (bank)
         or embedded (ID) and projected once, and the decoders gather (or, like mean pooling, reduce
@@ -371,8 +410,11 @@ class LemurRanker(RankingSystem):
             tokens.append(self.doc_proj(content["doc"])[:, None])
         tokens = torch.cat(tokens, dim=1)
         keep = {"long": self.similarity.max_len} if self.similarity is not None else {}
-        histories = {name: self._history_items(batch, name, keep.get(name, 0)) for name in ("short", "long")
-                     if name in self.histories or name in keep}
+        histories = {
+            name: self._history_items(batch, name, keep.get(name, 0))
+            for name in ("short", "long")
+            if name in self.histories or name in keep
+        }
         extra = []
         if len(self.histories):
             query = self.global_token(tokens.mean(1)) if self.global_token is not None else tokens.mean(1)
@@ -405,8 +447,11 @@ class LemurRanker(RankingSystem):
             if not self.finite_or_skip(content["fresh_doc"], "document vectors"):
                 return None  # never let NaN/inf into the bank
             written = self.memory_bank.write(content["fresh_ids"], content["fresh_doc"], step=self.global_step)
-            self.bank_stats = {"staleness": written.staleness, "coverage_target": content["bank_hit"],
-                               "encoded_rows": content["encoded_rows"]}
+            self.bank_stats = {
+                "staleness": written.staleness,
+                "coverage_target": content["bank_hit"],
+                "encoded_rows": content["encoded_rows"],
+            }
         logits = self.logits(batch, content)
         bce = F.binary_cross_entropy_with_logits(logits, batch["label"])
         loss = bce

@@ -30,11 +30,21 @@ def batch(handmade_dataset: Path) -> dict[str, torch.Tensor]:
 
 def build(**kwargs) -> LemurRanker:
     torch.manual_seed(0)
-    text = lambda types: TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32, num_types=types, out_dim=24)
-    args = dict(backbone=partial(MLPBackbone, hidden_dims=[16], dropout=0.0), features=FEATURES, query_encoder=text(1),
-                doc_encoder=DocumentEncoder({"text": text(5)}, out_dim=24), short_history=partial(LongerDecoder, num_heads=2),
-                long_history=partial(LongerDecoder, num_heads=2), memory_bank=ReplicatedMemoryBank(capacity=40, dim=24),
-                similarity=CosineSimilarityFeatures(max_len=8), sqdc=SQDCLoss(temperature=10.0))
+
+    def text(types: int) -> TransformerTextEncoder:
+        return TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32, num_types=types, out_dim=24)
+
+    args = dict(
+        backbone=partial(MLPBackbone, hidden_dims=[16], dropout=0.0),
+        features=FEATURES,
+        query_encoder=text(1),
+        doc_encoder=DocumentEncoder({"text": text(5)}, out_dim=24),
+        short_history=partial(LongerDecoder, num_heads=2),
+        long_history=partial(LongerDecoder, num_heads=2),
+        memory_bank=ReplicatedMemoryBank(capacity=40, dim=24),
+        similarity=CosineSimilarityFeatures(max_len=8),
+        sqdc=SQDCLoss(temperature=10.0),
+    )
     args.update(kwargs)
     return LemurRanker(**args)
 
@@ -63,16 +73,20 @@ def test_history_logit_adds_its_term_to_the_backbone_and_trains_the_encoder(batc
 def test_history_logit_needs_a_bank_and_the_document_width() -> None:
     with pytest.raises(ValueError, match=r"model.logit_terms\[0\]: HistorySimilarityLogit .*needs model.memory_bank"):
         build(memory_bank=None, similarity=None, logit_terms=[HistorySimilarityLogit()])
-    with pytest.raises(ValueError, match=r"model.logit_terms\[0\]: HistorySimilarityLogit input_dim=16 must equal "
-                                         r"model.doc_encoder.out_dim=24"):
+    with pytest.raises(
+        ValueError,
+        match=r"model.logit_terms\[0\]: HistorySimilarityLogit input_dim=16 must equal "
+        r"model.doc_encoder.out_dim=24",
+    ):
         build(logit_terms=[HistorySimilarityLogit(proj_dim=8, input_dim=16)])
 
 
 def test_reconstruction_loss_trains_the_document_encoder_and_checks_its_width(batch) -> None:
     vocab = int(batch["doc_tokens"].max()) + 1
     loss = WordBagReconstructionLoss(input_dim=24, vocab_size=vocab)
-    model = build(aux_losses=[loss], sqdc=None,
-                  encoder_training=EncoderTraining(stop_gradient=True))  # only the reconstruction reaches the encoder
+    model = build(
+        aux_losses=[loss], sqdc=None, encoder_training=EncoderTraining(stop_gradient=True)
+    )  # only the reconstruction reaches the encoder
     model.train()
     logged = {}
     model.log = lambda name, value, **kw: logged.__setitem__(name, value)
@@ -80,8 +94,11 @@ def test_reconstruction_loss_trains_the_document_encoder_and_checks_its_width(ba
     assert float(logged["train/word_bag_reconstruction"]) > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.doc_encoder.parameters())
     assert loss.decoder.weight.grad is not None
-    with pytest.raises(ValueError, match=r"model.aux_losses\[0\]: WordBagReconstructionLoss input_dim=16 must equal "
-                                         r"model.doc_encoder.out_dim=24"):
+    with pytest.raises(
+        ValueError,
+        match=r"model.aux_losses\[0\]: WordBagReconstructionLoss input_dim=16 must equal "
+        r"model.doc_encoder.out_dim=24",
+    ):
         build(aux_losses=[WordBagReconstructionLoss(input_dim=16)])
     with pytest.raises(ValueError, match="weight must be a number >= 0"):
         WordBagReconstructionLoss(input_dim=24, weight=-1.0)

@@ -1,4 +1,5 @@
-"""lemur.contrib.HistorySimilarityLogit (the math): a Python-loop reference, masks, the projection, gradients and bad settings."""
+"""lemur.contrib.HistorySimilarityLogit (the math): a Python-loop reference, masks, the projection, gradients,
+bad settings."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def reference(module: HistorySimilarityLogit, target, table, index, mask) -> tor
     out = []
     for b in range(target.shape[0]):
         t = target[b] if module.proj is None else module.proj(target[b])
-        items = [table[int(index[b, l])] for l in range(index.shape[1]) if mask[b, l]]
+        items = [table[int(index[b, j])] for j in range(index.shape[1]) if mask[b, j]]
         if not items:
             out.append(torch.tensor(0.0))
             continue
@@ -73,17 +74,22 @@ def test_the_target_the_scale_and_the_projection_get_gradient_and_its_sign_is_fi
 
 def test_an_empty_history_gives_zeros_connected_to_the_target() -> None:
     target = torch.randn(3, 4, requires_grad=True)
-    out = HistorySimilarityLogit().compute(target, torch.randn(5, 4), torch.zeros(3, 0, dtype=torch.long), torch.zeros(3, 0, dtype=torch.bool))
+    out = HistorySimilarityLogit().compute(
+        target, torch.randn(5, 4), torch.zeros(3, 0, dtype=torch.long), torch.zeros(3, 0, dtype=torch.bool)
+    )
     assert torch.equal(out, torch.zeros(3)) and out.requires_grad
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"history": "middle"}, "history must be 'long' or 'short'"),
-    ({"init_scale": 0.0}, "init_scale must be a positive number"),
-    ({"init_scale": -1}, "init_scale must be a positive number"),
-    ({"proj_dim": 0, "input_dim": 4}, "proj_dim must be a positive int"),
-    ({"proj_dim": 3}, "proj_dim needs input_dim"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"history": "middle"}, "history must be 'long' or 'short'"),
+        ({"init_scale": 0.0}, "init_scale must be a positive number"),
+        ({"init_scale": -1}, "init_scale must be a positive number"),
+        ({"proj_dim": 0, "input_dim": 4}, "proj_dim must be a positive int"),
+        ({"proj_dim": 3}, "proj_dim needs input_dim"),
+    ],
+)
 def test_bad_settings_are_named(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         HistorySimilarityLogit(**kwargs)
@@ -92,7 +98,17 @@ def test_bad_settings_are_named(kwargs, message) -> None:
 def test_bad_shapes_are_named() -> None:
     module = HistorySimilarityLogit()
     with pytest.raises(ValueError, match="target \\[B, D\\] and table \\[U, D\\]"):
-        module.compute(torch.randn(3, 4), torch.randn(5, 6), torch.zeros(3, 2, dtype=torch.long), torch.ones(3, 2, dtype=torch.bool))
+        module.compute(
+            torch.randn(3, 4),
+            torch.randn(5, 6),
+            torch.zeros(3, 2, dtype=torch.long),
+            torch.ones(3, 2, dtype=torch.bool),
+        )
     with pytest.raises(ValueError, match="index and mask must both be \\[B, L\\]"):
-        module.compute(torch.randn(3, 4), torch.randn(5, 4), torch.zeros(3, 2, dtype=torch.long), torch.ones(3, 3, dtype=torch.bool))
+        module.compute(
+            torch.randn(3, 4),
+            torch.randn(5, 4),
+            torch.zeros(3, 2, dtype=torch.long),
+            torch.ones(3, 3, dtype=torch.bool),
+        )
     assert math.isclose(float(module.scale), 1.0)

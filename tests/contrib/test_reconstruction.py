@@ -1,4 +1,5 @@
-"""lemur.contrib.WordBagReconstructionLoss (the math): a Python-loop reference, which tokens count, gradients and bad settings."""
+"""lemur.contrib.WordBagReconstructionLoss (the math): a Python-loop reference, which tokens count, gradients,
+bad settings."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ def reference(loss: WordBagReconstructionLoss, doc, tokens, mask, types) -> torc
     per_doc = []
     for i in range(doc.shape[0]):
         log_p = torch.log_softmax(loss.decoder(doc[i]), dim=-1)
-        picked = [log_p[int(t)] for t, m, ty in zip(tokens[i], mask[i], types[i])
-                  if m and int(t) not in loss.ignore_ids.tolist() and (loss.fields is None or int(ty) in loss.fields)]
+        picked = [
+            log_p[int(t)]
+            for t, m, ty in zip(tokens[i], mask[i], types[i])
+            if m and int(t) not in loss.ignore_ids.tolist() and (loss.fields is None or int(ty) in loss.fields)
+        ]
         if picked:
             per_doc.append(-torch.stack(picked).mean())
     return torch.stack(per_doc).mean()
@@ -66,15 +70,20 @@ def test_a_vector_that_holds_the_words_scores_better_and_gradient_reaches_encode
         optimiser.zero_grad()
         loss.compute(doc, tokens, mask, types).backward()
         optimiser.step()
-    assert float(loss.compute(doc, tokens, mask, types)) < 0.5 * float(value)  # vectors can be trained to hold their words
+    assert float(loss.compute(doc, tokens, mask, types)) < 0.5 * float(
+        value
+    )  # vectors can be trained to hold their words
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"input_dim": 0}, "input_dim must be a positive int"),
-    ({"input_dim": 4, "vocab_size": -1}, "vocab_size must be a positive int"),
-    ({"input_dim": 4, "fields": []}, "fields must be null or a non-empty list"),
-    ({"input_dim": 4, "fields": [0]}, "fields must be null or a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"input_dim": 0}, "input_dim must be a positive int"),
+        ({"input_dim": 4, "vocab_size": -1}, "vocab_size must be a positive int"),
+        ({"input_dim": 4, "fields": []}, "fields must be null or a non-empty list"),
+        ({"input_dim": 4, "fields": [0]}, "fields must be null or a non-empty list"),
+    ],
+)
 def test_bad_settings_are_named(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         WordBagReconstructionLoss(**kwargs)

@@ -34,12 +34,23 @@ def batch(handmade_dataset: Path) -> dict[str, torch.Tensor]:
 
 def build(bank: bool = True, **kwargs) -> LemurRanker:
     torch.manual_seed(0)
-    text = lambda types: TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32, num_types=types, out_dim=24)
-    args = dict(backbone=partial(MLPBackbone, hidden_dims=[16], dropout=0.0), features=FEATURES, query_encoder=text(1),
-                doc_encoder=DocumentEncoder({"text": text(5)}, out_dim=24), short_history=MeanPoolDecoder,
-                long_history=MeanPoolDecoder, sqdc=SQDCLoss(temperature=10.0))
+
+    def text(types: int) -> TransformerTextEncoder:
+        return TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32, num_types=types, out_dim=24)
+
+    args = dict(
+        backbone=partial(MLPBackbone, hidden_dims=[16], dropout=0.0),
+        features=FEATURES,
+        query_encoder=text(1),
+        doc_encoder=DocumentEncoder({"text": text(5)}, out_dim=24),
+        short_history=MeanPoolDecoder,
+        long_history=MeanPoolDecoder,
+        sqdc=SQDCLoss(temperature=10.0),
+    )
     if bank:
-        args.update(memory_bank=ReplicatedMemoryBank(capacity=40, dim=24), similarity=CosineSimilarityFeatures(max_len=8))
+        args.update(
+            memory_bank=ReplicatedMemoryBank(capacity=40, dim=24), similarity=CosineSimilarityFeatures(max_len=8)
+        )
     args.update(kwargs)
     return LemurRanker(**args)
 
@@ -117,8 +128,11 @@ def test_cic_is_an_auxiliary_loss_of_the_ranker(batch) -> None:
     loss.backward()
     assert model.ids.doc.weight.grad is not None  # CIC reaches the ID embeddings ...
     assert model.aux_losses[0].content_proj.weight.grad is not None  # ... and its own projections
-    with pytest.raises(ValueError, match=r"model.aux_losses\[0\]: CICLoss content_dim=128, id_dim=64 must equal "
-                                         r"model.doc_encoder.out_dim=24 and model.features.token_dim=8"):
+    with pytest.raises(
+        ValueError,
+        match=r"model.aux_losses\[0\]: CICLoss content_dim=128, id_dim=64 must equal "
+        r"model.doc_encoder.out_dim=24 and model.features.token_dim=8",
+    ):
         build(aux_losses=[CICLoss(content_dim=128, id_dim=64)])
     with pytest.raises(ValueError, match=r"model.aux_losses\[0\]: CICLoss .* needs model.doc_encoder"):
         LemurRanker(backbone=MLPBackbone, features=FEATURES, aux_losses=[CICLoss(content_dim=8, id_dim=8)])
