@@ -10,7 +10,7 @@ PRESET ?= small
 
 help:
 	@echo "make demo   - set up, generate the built-in data, train + evaluate recipes/lemur.yaml"
-	@echo "make test   - set up, then run the whole test suite"
+	@echo "make test   - set up, then lint (ruff check) and run the whole test suite"
 	@echo "make bench  - run every benchmark script (benchmarks/results/)"
 	@echo "make fuzz   - run the bad-input sweep and print its table"
 	@echo "make install - only create $(VENV) and install the pinned dependencies"
@@ -28,7 +28,9 @@ $(DATA)/events.parquet: | $(STAMP)
 
 data: $(DATA)/events.parquet
 
+# ruff first: CI fails on a lint error before it spends minutes on the tests.
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)

@@ -49,17 +49,27 @@ DATASET_COMMANDS = (
 def _data_main(argv: list[str]) -> int:
     import importlib
 
-    parser = argparse.ArgumentParser(prog="lemur data", description="Prepare and check datasets in lemur's Parquet schema "
-                                     "(docs/datasets.md describes the schema and every converter).")
+    parser = argparse.ArgumentParser(
+        prog="lemur data",
+        description="Prepare and check datasets in lemur's Parquet schema "
+        "(docs/datasets.md describes the schema and every converter).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     synth = sub.add_parser("synth", help="generate LEMUR-Synth, the built-in simulated search logs")
-    synth.add_argument("--preset", default="small", help="tiny | small | small-cold | large (default: small; docs/synth.md)")
+    synth.add_argument(
+        "--preset", default="small", help="tiny | small | small-cold | large (default: small; docs/synth.md)"
+    )
     synth.add_argument("--out", required=True, help="output folder (docs.parquet, events.parquet, synth.json)")
     synth.add_argument("--seed", type=int, default=None, help="override the preset's seed")
     synth.add_argument("--force", action="store_true", help="overwrite an existing dataset in --out")
-    synth.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                       help="override a field of the preset (repeatable), e.g. --set new_docs_per_day=800 "
-                            "--set preference_drift=0.05; the fields are SynthConfig's (lemur/data/synth.py)")
+    synth.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a field of the preset (repeatable), e.g. --set new_docs_per_day=800 "
+        "--set preference_drift=0.05; the fields are SynthConfig's (lemur/data/synth.py)",
+    )
     validate = sub.add_parser("validate", help="check a dataset folder against the schema")
     validate.add_argument("root", help="folder holding docs.parquet and events.parquet")
     for name in DATASET_COMMANDS:

@@ -188,7 +188,9 @@ def _locate(pairs: list[tuple[str, str | None]], argv: list[str]) -> list[str]:
             leaves = _yaml_leaves(Path(name).read_text())
         except OSError:
             continue
-        written += [(path, value, f"{name}:{line}: {path}{': ' + value if value else ''}") for path, value, line in leaves]
+        written += [
+            (path, value, f"{name}:{line}: {path}{': ' + value if value else ''}") for path, value, line in leaves
+        ]
     for i, arg in enumerate(argv):
         if arg.startswith("--") and arg != "--config":
             key, sep, value = arg[2:].partition("=")
@@ -222,13 +224,15 @@ class LemurCLI(LightningCLI):
     SIGTERM/Ctrl+C), a run summary, and ``--test_after_fit`` (default true) to evaluate the best
     checkpoint on the test days. ``--ckpt_path last`` resumes the newest ``last.ckpt``."""
 
-    current: "LemurCLI | None" = None
+    current: LemurCLI | None = None
 
     def __init__(self, args=None, run: bool = True) -> None:
         LemurCLI.current = self
         # LemurDataModule resumes mid-epoch exactly through its own state_dict (ResumableSampler),
         # which Lightning's check for a stateful DataLoader does not see.
-        warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
+        warnings.filterwarnings(
+            "ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended"
+        )
         # model.nonfinite_loss: skip returns None from training_step and reports the skip itself
         warnings.filterwarnings("ignore", message=r"`training_step` returned `None`")
         self._argv = list(sys.argv[1:] if args is None else args)
@@ -255,10 +259,13 @@ class LemurCLI(LightningCLI):
                     "init_args": {"experiment_name": "lemur", "tracking_uri": tracking_uri(), "log_model": False},
                 },
             },
-            parser_kwargs={"description": "lemur: end-to-end multimodal recommendation. Train/evaluate with "
-                           "fit|validate|test|predict -c RECIPE.yaml; prepare data with `lemur data synth|validate` "
-                           "(see `lemur data --help`).", **strict,
-                           **{name: dict(strict) for name in ("fit", "validate", "test", "predict")}},
+            parser_kwargs={
+                "description": "lemur: end-to-end multimodal recommendation. Train/evaluate with "
+                "fit|validate|test|predict -c RECIPE.yaml; prepare data with `lemur data synth|validate` "
+                "(see `lemur data --help`).",
+                **strict,
+                **{name: dict(strict) for name in ("fit", "validate", "test", "predict")},
+            },
             args=args,
             run=run,
             auto_configure_optimizers=False,
@@ -266,12 +273,20 @@ class LemurCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(LemurCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.monitor": "val/auc", "checkpoint.mode": "max", "checkpoint.save_last": True,
-                             "checkpoint.filename": "best-{epoch}-{step}",
-                             "checkpoint.last_every_n_train_steps": DEFAULT_LAST_EVERY_N_TRAIN_STEPS})
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/auc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-{epoch}-{step}",
+                "checkpoint.last_every_n_train_steps": DEFAULT_LAST_EVERY_N_TRAIN_STEPS,
+            }
+        )
         parser.add_lightning_class_args(RunSummary, "summary")
         parser.add_lightning_class_args(ParquetPredictionWriter, "predictions")
-        parser.add_argument("--test_after_fit", type=bool, default=True, help="after fit, test the best checkpoint on the test days")
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=True, help="after fit, test the best checkpoint on the test days"
+        )
 
     # ------------------------------------------------------------------ parsing and building
     def parse_arguments(self, parser, args) -> None:
@@ -290,12 +305,18 @@ class LemurCLI(LightningCLI):
         if not ckpt or ckpt in ("best", "hpc") or "://" in str(ckpt):
             return
         if ckpt == "last":
-            found = find_last_checkpoint(cfg["trainer"]["default_root_dir"] or ".", cfg.get("checkpoint", {}).get("dirpath"))
+            found = find_last_checkpoint(
+                cfg["trainer"]["default_root_dir"] or ".", cfg.get("checkpoint", {}).get("dirpath")
+            )
             if found is None:
                 where = cfg.get("checkpoint", {}).get("dirpath") or cfg["trainer"]["default_root_dir"]
                 if subcommand != "fit":
                     raise RecipeError(f"--ckpt_path last: no last.ckpt under {where}; pass a checkpoint file")
-                print(f"lemur: --ckpt_path last: no last.ckpt under {where}: starting a new run", file=sys.stderr, flush=True)
+                print(
+                    f"lemur: --ckpt_path last: no last.ckpt under {where}: starting a new run",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 cfg["ckpt_path"] = None
                 return
             cfg["ckpt_path"] = ckpt = str(found)
@@ -316,8 +337,11 @@ class LemurCLI(LightningCLI):
                 init["run_id"] = record["run_id"]
                 note += f", continuing MLflow run {record['run_id']}"
             else:
-                note += (", in a new MLflow run (the checkpoint's run is in another tracking store)" if record.get("run_id")
-                         else ", in a new MLflow run (the checkpoint records none)")
+                note += (
+                    ", in a new MLflow run (the checkpoint's run is in another tracking store)"
+                    if record.get("run_id")
+                    else ", in a new MLflow run (the checkpoint records none)"
+                )
         print(note, file=sys.stderr, flush=True)
 
     def instantiate_classes(self) -> None:
@@ -353,7 +377,9 @@ class LemurCLI(LightningCLI):
         summary = next((c for c in self.trainer.callbacks if isinstance(c, RunSummary)), None)
         if summary is None or not self.trainer.is_global_zero:
             return
-        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.split("/")[-1] in ("auc", "qauc", "gauc")}
+        metrics = {
+            k: float(v) for k, v in self.trainer.callback_metrics.items() if k.split("/")[-1] in ("auc", "qauc", "gauc")
+        }
         lines = ["", "lemur run summary", summary.table(metrics)]
         issues = dict(getattr(self.datamodule, "data_issues", {}) or {})
         nonfinite = getattr(self.model, "nonfinite_steps", 0)
@@ -364,8 +390,13 @@ class LemurCLI(LightningCLI):
         logger = self.trainer.logger
         if isinstance(logger, MLFlowLogger):
             if issues:
-                logger.log_metrics({f"data/{k}" if k != "nonfinite_steps_skipped" else "train/nonfinite_steps": float(v)
-                                    for k, v in issues.items()}, step=self.trainer.global_step)
+                logger.log_metrics(
+                    {
+                        f"data/{k}" if k != "nonfinite_steps_skipped" else "train/nonfinite_steps": float(v)
+                        for k, v in issues.items()
+                    },
+                    step=self.trainer.global_step,
+                )
             failure = getattr(logger, "failure", None)
             if failure is None:
                 lines += [
@@ -374,7 +405,9 @@ class LemurCLI(LightningCLI):
                 ]
                 logger.experiment.log_text(logger.run_id, "\n".join(lines[1:]), "summary.txt")
             else:
-                lines.append(f"MLflow at {logger._tracking_uri} failed ({failure}): this run is not (completely) tracked")
+                lines.append(
+                    f"MLflow at {logger._tracking_uri} failed ({failure}): this run is not (completely) tracked"
+                )
         ckpt = next((c for c in self.trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
         if ckpt is not None and ckpt.best_model_path:
             lines.append(f"best checkpoint: {ckpt.best_model_path}")
@@ -420,11 +453,19 @@ def run_cli(argv: list[str] | None = None) -> int:
         info = LemurCheckpoint.last_interrupt or {"signal": "SIGTERM", "step": None, "checkpoint": None}
         signal_name = info["signal"]
         if info["checkpoint"]:
-            print(f"lemur: stopped by {signal_name} at global step {info['step']}; wrote {info['checkpoint']}\n"
-                  f"  resume with: {_resume_command(info['checkpoint'])}", file=sys.stderr, flush=True)
+            print(
+                f"lemur: stopped by {signal_name} at global step {info['step']}; wrote {info['checkpoint']}\n"
+                f"  resume with: {_resume_command(info['checkpoint'])}",
+                file=sys.stderr,
+                flush=True,
+            )
         else:
-            print(f"lemur: stopped by {signal_name} (no checkpoint written: training had not started, or it was "
-                  "not fitting)", file=sys.stderr, flush=True)
+            print(
+                f"lemur: stopped by {signal_name} (no checkpoint written: training had not started, or it was "
+                "not fitting)",
+                file=sys.stderr,
+                flush=True,
+            )
         return EXIT_SIGINT if signal_name == "SIGINT" else EXIT_SIGTERM
     except FloatingPointError as err:
         print(f"lemur: training stopped: {err}", file=sys.stderr)

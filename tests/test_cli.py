@@ -54,8 +54,19 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _fit(cwd: Path, dataset: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
-    cmd = [lemur_script(), "fit", "-c", str(BASE), "-c", str(TINY), "--data.init_args.root", str(dataset),
-           "--trainer.max_steps", "2", *extra]
+    cmd = [
+        lemur_script(),
+        "fit",
+        "-c",
+        str(BASE),
+        "-c",
+        str(TINY),
+        "--data.init_args.root",
+        str(dataset),
+        "--trainer.max_steps",
+        "2",
+        *extra,
+    ]
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
     return out
@@ -82,7 +93,7 @@ def _only_run(uri: str):
 @pytest.mark.slow
 def test_fit_one_step_through_the_console_script(tmp_path: Path, dataset: Path) -> None:
     out = _fit(tmp_path, dataset, _env())
-    summary = out.stdout[out.stdout.index("lemur run summary"):]
+    summary = out.stdout[out.stdout.index("lemur run summary") :]
     for name in ("test/auc", "test/qauc", "test/gauc"):
         assert 0.0 <= _summary_metric(summary, name) <= 1.0
     assert re.search(r"^train rows\s+64\s*$", summary, flags=re.MULTILINE), "2 steps x batch 32"
@@ -179,7 +190,9 @@ def test_data_validate_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixt
 
 @pytest.mark.slow
 def test_data_validate_through_the_console_script(handmade_dataset: Path, tmp_path: Path) -> None:
-    good = subprocess.run([lemur_script(), "data", "validate", str(handmade_dataset)], capture_output=True, text=True, timeout=120)
+    good = subprocess.run(
+        [lemur_script(), "data", "validate", str(handmade_dataset)], capture_output=True, text=True, timeout=120
+    )
     assert good.returncode == 0 and "OK" in good.stdout, good.stderr[-2000:]
     bad = tmp_path / "bad"
     shutil.copytree(handmade_dataset, bad)
@@ -188,13 +201,27 @@ def test_data_validate_through_the_console_script(handmade_dataset: Path, tmp_pa
     assert out.returncode != 0 and "docs.parquet" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_fit_with_bad_data_exits_with_the_schema_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture) -> None:
+def test_fit_with_bad_data_exits_with_the_schema_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """A SchemaError raised inside fit (DataModule.setup) becomes a clean non-zero exit."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["lemur"])
-    code = main(["fit", "-c", str(BASE), "-c", str(TINY), "--data.init_args.root", str(tmp_path / "missing"),
-                 "--trainer.logger", "false", "--trainer.max_steps", "1"])
+    code = main(
+        [
+            "fit",
+            "-c",
+            str(BASE),
+            "-c",
+            str(TINY),
+            "--data.init_args.root",
+            str(tmp_path / "missing"),
+            "--trainer.logger",
+            "false",
+            "--trainer.max_steps",
+            "1",
+        ]
+    )
     assert code != 0
     assert "missing" in capsys.readouterr().err
 
@@ -215,7 +242,23 @@ def test_data_synth_set_overrides_preset_fields(tmp_path: Path, capsys: pytest.C
     import json
 
     out = tmp_path / "drift"
-    assert main(["data", "synth", "--preset", "tiny", "--out", str(out), "--set", "new_docs_per_day=5", "--set", "preference_drift=0.1"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "synth",
+                "--preset",
+                "tiny",
+                "--out",
+                str(out),
+                "--set",
+                "new_docs_per_day=5",
+                "--set",
+                "preference_drift=0.1",
+            ]
+        )
+        == 0
+    )
     config = json.loads((out / "synth.json").read_text())
     assert (config["config"] if "config" in config else config)["new_docs_per_day"] == 5
     docs = pq.read_table(out / "docs.parquet")

@@ -16,9 +16,13 @@ def test_reduced_sweep_has_no_crashes(tmp_path: Path, monkeypatch: pytest.Monkey
     base = Base(tmp_path)
     cases = build_cases(base)
     assert len(cases) > 200, "the generated sweep covers every column and recipe setting"
-    wanted = {"docs.parquet: every 3rd image undecodable", "docs.parquet: title huge (2 MB) at row 7",
-              "events.parquet: timestamps go back across days", "memory_bank.dim != doc_encoder.out_dim (SQDC)",
-              "events.parquet: empty queries"}
+    wanted = {
+        "docs.parquet: every 3rd image undecodable",
+        "docs.parquet: title huge (2 MB) at row 7",
+        "events.parquet: timestamps go back across days",
+        "memory_bank.dim != doc_encoder.out_dim (SQDC)",
+        "events.parquet: empty queries",
+    }
     sample = cases[::60] + [c for c in cases if c.name in wanted or c.name.startswith("memory_bank.dim")]
     results = [run_case(case, tmp_path / f"case{i}") for i, case in enumerate(sample)]
     report = table(results)

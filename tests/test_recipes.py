@@ -45,7 +45,12 @@ def kind(path: Path) -> str:
     if "suites" in path.relative_to(RECIPES).parts:
         return "suite"
     data = _load(path) or {}
-    if isinstance(data.get("model"), dict) and "class_path" in data["model"] and isinstance(data.get("data"), dict) and "class_path" in data["data"]:
+    if (
+        isinstance(data.get("model"), dict)
+        and "class_path" in data["model"]
+        and isinstance(data.get("data"), dict)
+        and "class_path" in data["data"]
+    ):
         return "base"
     return "override"
 
@@ -207,18 +212,30 @@ def _stated(combo: tuple[Path, ...]) -> tuple[dict, list[str]]:
         leaves = dict(_leaves(_load(path)))
         # A list a later file states (e.g. trainer.callbacks) replaces the earlier list as a whole.
         lists = {key[:i] for key in leaves for i, k in enumerate(key) if isinstance(k, int)}
-        stated = {k: v for k, v in stated.items() if not any(k[:len(prefix)] == prefix for prefix in lists)}
+        stated = {k: v for k, v in stated.items() if not any(k[: len(prefix)] == prefix for prefix in lists)}
         for key, value in leaves.items():
             if key[-1] != "class_path" or stated.get(key, value) == value:
                 continue
             scope = key[:-1]
-            old_args = {k[len(scope) + 1] for k in stated if k[:len(scope) + 1] == (*scope, "init_args") and len(k) > len(scope) + 1}
-            new_args = {k[len(scope) + 1] for k in leaves if k[:len(scope) + 1] == (*scope, "init_args") and len(k) > len(scope) + 1}
+            old_args = {
+                k[len(scope) + 1]
+                for k in stated
+                if k[: len(scope) + 1] == (*scope, "init_args") and len(k) > len(scope) + 1
+            }
+            new_args = {
+                k[len(scope) + 1]
+                for k in leaves
+                if k[: len(scope) + 1] == (*scope, "init_args") and len(k) > len(scope) + 1
+            }
             for name in sorted(old_args - new_args):
-                problems.append(f"{path.name} swaps {'.'.join(map(str, scope))} to {value} but does not restate init_args.{name}")
-            stated = {k: v for k, v in stated.items() if k[:len(scope)] != scope}
+                problems.append(
+                    f"{path.name} swaps {'.'.join(map(str, scope))} to {value} but does not restate init_args.{name}"
+                )
+            stated = {k: v for k, v in stated.items() if k[: len(scope)] != scope}
         # A later leaf (e.g. `sqdc: null`) replaces the whole subtree an earlier file stated there.
-        stated = {k: v for k, v in stated.items() if not any(len(k) > len(leaf) and k[:len(leaf)] == leaf for leaf in leaves)}
+        stated = {
+            k: v for k, v in stated.items() if not any(len(k) > len(leaf) and k[: len(leaf)] == leaf for leaf in leaves)
+        }
         stated.update(leaves)
     return stated, problems
 
@@ -258,8 +275,12 @@ def test_print_config_of_the_default_recipe(capsys: pytest.CaptureFixture) -> No
     assert args["backbone"]["class_path"] == "lemur.ranking.MLPBackbone"
     assert args["optimizer"]["class_path"] == "torch.optim.AdamW"
     assert printed["data"]["class_path"] == "lemur.data.LemurDataModule"
-    assert printed["trainer"]["logger"]["class_path"] == "lemur.tracking.SafeMLFlowLogger"  # an MLFlowLogger that never stops training
-    assert printed["checkpoint"]["last_every_n_train_steps"] == 200 and printed["checkpoint"]["save_on_interrupt"] is True
+    assert (
+        printed["trainer"]["logger"]["class_path"] == "lemur.tracking.SafeMLFlowLogger"
+    )  # an MLFlowLogger that never stops training
+    assert (
+        printed["checkpoint"]["last_every_n_train_steps"] == 200 and printed["checkpoint"]["save_on_interrupt"] is True
+    )
     assert printed["trainer"]["logger"]["init_args"]["experiment_name"] == "lemur"
     assert printed["checkpoint"]["monitor"] == "val/auc"
     assert printed["test_after_fit"] is True
@@ -271,7 +292,9 @@ def test_print_config_through_the_console_script() -> None:
     import subprocess
 
     lemur = shutil.which("lemur") or str(Path(sys.executable).with_name("lemur"))
-    out = subprocess.run([lemur, "fit", "-c", str(DEFAULT_BASE), "--print_config"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [lemur, "fit", "-c", str(DEFAULT_BASE), "--print_config"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "class_path: lemur.systems.LemurRanker" in out.stdout
     assert "class_path: lemur.data.LemurDataModule" in out.stdout
@@ -295,7 +318,9 @@ def test_document_width_is_stated_once_and_followed(tmp_path: Path, capsys: pyte
 
 def test_an_interpolation_to_nowhere_names_its_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model:\n  init_args:\n    memory_bank:\n      init_args:\n        dim: ${model.init_args.nowhere}\n")
+    bad.write_text(
+        "model:\n  init_args:\n    memory_bank:\n      init_args:\n        dim: ${model.init_args.nowhere}\n"
+    )
     assert main(["fit", "-c", str(DEFAULT_BASE), "-c", str(bad), "--print_config"]) == 2
     err = capsys.readouterr().err
     assert "nowhere" in err and f"{bad}:5" in err and "Traceback" not in err, err[-2000:]
@@ -307,8 +332,14 @@ BAD_OVERRIDES = {
     "misspelt nested key": ("model:\n  init_args:\n    features:\n      token_dimm: 32\n", "token_dimm"),
     "misspelt data key": ("data:\n  init_args:\n    batchsize: 8\n", "batchsize"),
     "misspelt trainer key": ("trainer:\n  max_stepz: 3\n", "max_stepz"),
-    "unknown class_path": ("model:\n  init_args:\n    backbone:\n      class_path: lemur.ranking.NoSuchBackbone\n", "NoSuchBackbone"),
-    "unknown module": ("model:\n  init_args:\n    short_history:\n      class_path: no_such_pkg.Decoder\n", "no_such_pkg"),
+    "unknown class_path": (
+        "model:\n  init_args:\n    backbone:\n      class_path: lemur.ranking.NoSuchBackbone\n",
+        "NoSuchBackbone",
+    ),
+    "unknown module": (
+        "model:\n  init_args:\n    short_history:\n      class_path: no_such_pkg.Decoder\n",
+        "no_such_pkg",
+    ),
     "wrong type": ("data:\n  init_args:\n    batch_size: lots\n", "batch_size"),
 }
 
@@ -318,7 +349,9 @@ def test_bad_override_fails(name: str, tmp_path: Path, capsys: pytest.CaptureFix
     text, needle = BAD_OVERRIDES[name]
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)
-    assert main(["fit", "-c", str(DEFAULT_BASE), "-c", str(bad), "--print_config"]) == 2  # `lemur` exits 2, no traceback
+    assert (
+        main(["fit", "-c", str(DEFAULT_BASE), "-c", str(bad), "--print_config"]) == 2
+    )  # `lemur` exits 2, no traceback
     err = capsys.readouterr().err
     assert needle in err, err[-2000:]
     assert f"{bad}:" in err and "Traceback" not in err, err[-2000:]  # the file (and line) holding the mistake
@@ -343,4 +376,7 @@ def test_callback_fragments_compose_with_the_default_recipe(fragment: Path, monk
     names = {type(cb).__name__ for cb in cli.trainer.callbacks}
     listed = {item["class_path"].rsplit(".", 1)[-1] for item in _load(fragment)["trainer"]["callbacks+"]}
     assert listed <= names
-    assert {"LemurCheckpoint", "RunSummary"} <= names  # lemur's own callbacks stay (LemurCheckpoint is a ModelCheckpoint)
+    assert {
+        "LemurCheckpoint",
+        "RunSummary",
+    } <= names  # lemur's own callbacks stay (LemurCheckpoint is a ModelCheckpoint)
