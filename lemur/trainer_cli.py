@@ -8,9 +8,11 @@ exits with status 2 and a message naming the key, the value and, when it can, th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -100,23 +102,16 @@ _NEGATIVE_SIZE = re.compile(r"negative dimension (-\d+)")
 _FULL_KEY = re.compile(r"full_key: (?:fit|validate|test|predict)\.([\w.]+)")
 
 
-def _chain(err: BaseException) -> list[BaseException]:
-    seen = [err]
-    while seen[-1].__cause__ is not None and len(seen) < 50:
-        seen.append(seen[-1].__cause__)
-    return seen
-
-
 def _raised_in_jsonargparse(err: BaseException) -> bool:
-    tb = err.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and f"{os.sep}jsonargparse{os.sep}" in tb.tb_frame.f_code.co_filename
+    frames = traceback.extract_tb(err.__traceback__)
+    return bool(frames) and f"{os.sep}jsonargparse{os.sep}" in frames[-1].filename
 
 
 def _culprits(err: BaseException) -> tuple[str, str, list[tuple[str, str | None]]]:
     """``(key path, cause, [(key, value or None), ...])`` of an error raised while parsing or building."""
-    chain = _chain(err)
+    chain = [err]
+    while chain[-1].__cause__ is not None and len(chain) < 50:
+        chain.append(chain[-1].__cause__)
     keys = [m.group(1) for e in chain if (m := _PARSER_KEY.match(str(e)))]
     path = ".".join(k for i, k in enumerate(keys) if i == 0 or k != keys[i - 1])
     # the cause: the first exception a component raised (jsonargparse wraps instantiation errors in its own), else
@@ -159,24 +154,17 @@ def _yaml_leaves(text: str) -> list[tuple[str, str, int]]:
         elif isinstance(node, yaml.ScalarNode):
             out.append((".".join(path), str(node.value), node.start_mark.line + 1))
 
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return out
-    if root is not None:
-        walk(root, [])
+    with contextlib.suppress(yaml.YAMLError):
+        walk(yaml.compose(text), [])
     return out
 
 
 def _matches(path: str, value: str, key: str, want: str | None) -> bool:
-    if not key:  # a value alone: any setting holding it
-        return want is not None and value == want
     tail = key.replace(".init_args", "")
-    if not (path == tail or path.endswith("." + tail)):
-        return False
-    if want is None:
-        return True
-    return value == want or (tail.endswith("class_path") and value.split(".")[-1] == want.split(".")[-1])
+    if not key or not (path == tail or path.endswith("." + tail)):  # no key: a value alone, held by any setting
+        return not key and want is not None and value == want
+    same_class = tail.endswith("class_path") and want is not None and value.split(".")[-1] == want.split(".")[-1]
+    return want is None or value == want or same_class
 
 
 def _locate(pairs: list[tuple[str, str | None]], argv: list[str]) -> list[str]:
