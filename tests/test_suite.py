@@ -145,7 +145,9 @@ def test_commands_carry_seed_tags_lineage_and_resume(tmp_path: Path) -> None:
     pretrain, rank = variant.stages
     first = build_command(suite, opts, variant, 3, pretrain)
     assert first[first.index("--seed_everything") + 1] == "3"
-    assert first[-2:] == ["--summary.metrics_file", str(run_dir(opts.out, variant, 3, pretrain) / "metrics.json")]
+    folder = run_dir(opts.out, variant, 3, pretrain)
+    assert first[-4:] == ["--summary.metrics_file", str(folder / "metrics.json"),
+                          "--summary.predictions_file", str(folder / "test_predictions.parquet")]
     tags = json.loads(first[first.index("--trainer.logger.init_args.tags") + 1])
     assert tags == {"suite": "t", "variant": "two_stage", "seed": "3", "stage": "pretrain"}
     assert "--ckpt_path" not in first and "--trainer.logger.init_args.run_id" not in first
