@@ -93,17 +93,22 @@ def one_config(catalog: int, dtype: str, args, device) -> dict:
                 if r >= args.warmup:
                     times[key].append(t.seconds)
     rows_moved = {"read": flat.numel(), "read_count": flat.numel(), "write": args.batch}
-    result = {"catalog": catalog, "dtype": dtype, "dim": args.dim, "batch": args.batch, "length": args.length,
-              "write_distinct": int(torch.unique(write_ids).numel()), "table_gib": table.nbytes / 2**30}
+    result = {
+        "catalog": catalog,
+        "dtype": dtype,
+        "dim": args.dim,
+        "batch": args.batch,
+        "length": args.length,
+        "write_distinct": int(torch.unique(write_ids).numel()),
+        "table_gib": table.nbytes / 2**30,
+    }
     for (op, impl), ts in times.items():
         s = statistics.median(ts)
         result[f"{op}_{impl}_s"] = s
         result[f"{op}_{impl}_gbps"] = rows_moved[op] * args.dim * item / s / 1e9
     for op in ("read", "read_count", "write"):
         result[f"{op}_ratio"] = round(result[f"{op}_bank_gbps"] / result[f"{op.split('_')[0]}_plain_gbps"], 3)
-    del bank, table, read_ids, flat, vectors
-    gc.collect()
-    return result
+    return result  # the bank and the tensors go with this frame (the lambdas above close over them)
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -117,7 +122,12 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     x = np.arange(len(rows))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, op in zip(axes[:2], ("read", "write")):
-        ax.bar(x - 0.2, [r[f"{op}_plain_gbps"] for r in rows], 0.4, label="plain index_select" if op == "read" else "plain index_copy_")
+        ax.bar(
+            x - 0.2,
+            [r[f"{op}_plain_gbps"] for r in rows],
+            0.4,
+            label="plain index_select" if op == "read" else "plain index_copy_",
+        )
         ax.bar(x + 0.2, [r[f"{op}_bank_gbps"] for r in rows], 0.4, label=f"ReplicatedMemoryBank.{op}")
         ax.set(xticks=x, xticklabels=labels, ylabel="GB/s (embedding payload)", title=f"{op}: {title}")
         ax.legend(fontsize=8)
@@ -137,16 +147,24 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--catalogs", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
-    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16", "float16"])
+    parser.add_argument(
+        "--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16", "float16"]
+    )
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--batch", type=int, default=2048, help="B: rows of a batch (read B x L IDs, write B rows)")
     parser.add_argument("--length", type=int, default=1000, help="L: history length read per row")
     parser.add_argument("--repeats", type=int, default=3, help="timed reads of each kind (one B x L read moves ~1 GB)")
-    parser.add_argument("--write-repeats", type=int, default=50, help="timed writes of each kind (a write of B rows takes ~1 ms)")
+    parser.add_argument(
+        "--write-repeats", type=int, default=50, help="timed writes of each kind (a write of B rows takes ~1 ms)"
+    )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"],
-                        help="accepted for a uniform interface; the storage dtypes are --dtypes")
+    parser.add_argument(
+        "--precision",
+        default="32-true",
+        choices=["32-true", "bf16-mixed"],
+        help="accepted for a uniform interface; the storage dtypes are --dtypes",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results files")
     add_threads_arg(parser)
     args = parser.parse_args()
@@ -157,38 +175,80 @@ def main() -> None:
     for dtype in args.dtypes:
         for catalog in args.catalogs:
             item = torch.empty(0, dtype=getattr(torch, dtype)).element_size()
-            need = int(catalog * bytes_per_entry(args.dim, dtype) + 2 * args.batch * args.length * (args.dim * item + 8) + HEADROOM)
+            need = int(
+                catalog * bytes_per_entry(args.dim, dtype)
+                + 2 * args.batch * args.length * (args.dim * item + 8)
+                + HEADROOM
+            )
             free = available_bytes(args.device)
             if need > free:
-                skipped.append({"catalog": catalog, "dtype": dtype, "reason": f"needs ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB available"})
+                skipped.append(
+                    {
+                        "catalog": catalog,
+                        "dtype": dtype,
+                        "reason": f"needs ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB available",
+                    }
+                )
                 print(f"skip {catalog:.0e} {dtype}: {skipped[-1]['reason']}", flush=True)
                 continue
             r = one_config(catalog, dtype, args, device)
+            gc.collect()  # one_config has returned: its bank and tensors are released before the next size
             rows.append(r)
-            print(f"{catalog:>10.0e} {dtype:>8}: read {r['read_bank_gbps']:.2f} GB/s (plain {r['read_plain_gbps']:.2f}, {r['read_ratio']:.2f}x; "
-                  f"with count {r['read_count_ratio']:.2f}x), write {r['write_bank_gbps']:.3f} GB/s "
-                  f"(plain {r['write_plain_gbps']:.3f}, {r['write_ratio']:.2f}x)", flush=True)
+            print(
+                f"{catalog:>10.0e} {dtype:>8}: read {r['read_bank_gbps']:.2f} GB/s (plain {r['read_plain_gbps']:.2f}, "
+                f"{r['read_ratio']:.2f}x; "
+                f"with count {r['read_count_ratio']:.2f}x), write {r['write_bank_gbps']:.3f} GB/s "
+                f"(plain {r['write_plain_gbps']:.3f}, {r['write_ratio']:.2f}x)",
+                flush=True,
+            )
     per_entry = {dtype: bytes_per_entry(args.dim, dtype) for dtype in args.dtypes}
-    capacity = {mem: {dtype: int(gib * 2**30 // b) for dtype, b in per_entry.items()} for mem, gib in MEMORIES_GIB.items()}
+    capacity = {
+        mem: {dtype: int(gib * 2**30 // b) for dtype, b in per_entry.items()} for mem, gib in MEMORIES_GIB.items()
+    }
     read_ratios = [r["read_ratio"] for r in rows]
-    targets = {"bank read / plain index_select (target >= 0.7), worst config": min(read_ratios) if read_ratios else None,
-               "met": bool(read_ratios) and min(read_ratios) >= 0.7}
-    payload = {"benchmark": "bank_ops", "machine": machine(args.device), "dim": args.dim, "batch": args.batch, "length": args.length,
-               "repeats": args.repeats, "write_repeats": args.write_repeats, "rows": rows, "skipped": skipped, "bytes_per_entry": per_entry,
-               "largest_catalog_bank_only": capacity, "targets": targets,
-               "notes": "GB/s counts the embedding payload (rows x dim x itemsize); medians of interleaved repeats; "
-                        "largest catalog = memory / bytes per entry for the bank alone (no model, activations or headroom)",
-               "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}
+    targets = {
+        "bank read / plain index_select (target >= 0.7), worst config": min(read_ratios) if read_ratios else None,
+        "met": bool(read_ratios) and min(read_ratios) >= 0.7,
+    }
+    payload = {
+        "benchmark": "bank_ops",
+        "machine": machine(args.device),
+        "dim": args.dim,
+        "batch": args.batch,
+        "length": args.length,
+        "repeats": args.repeats,
+        "write_repeats": args.write_repeats,
+        "rows": rows,
+        "skipped": skipped,
+        "bytes_per_entry": per_entry,
+        "largest_catalog_bank_only": capacity,
+        "targets": targets,
+        "notes": "GB/s counts the embedding payload (rows x dim x itemsize); medians of interleaved repeats; "
+        "largest catalog = memory / bytes per entry for the bank alone (no model, activations or headroom)",
+        "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:]),
+    }
     path = write("bank-ops", payload, args.device, args.out)
     with open(path.with_suffix(".csv"), "w", newline="") as f:
-        keys = ["catalog", "dtype", "dim", "batch", "length", "write_distinct", "table_gib"] + [
-            f"{op}_{impl}_{unit}" for op in ("read", "read_count", "write") for impl in ("plain", "bank") for unit in ("s", "gbps")
-            if not (op == "read_count" and impl == "plain")] + ["read_ratio", "read_count_ratio", "write_ratio"]
+        keys = (
+            ["catalog", "dtype", "dim", "batch", "length", "write_distinct", "table_gib"]
+            + [
+                f"{op}_{impl}_{unit}"
+                for op in ("read", "read_count", "write")
+                for impl in ("plain", "bank")
+                for unit in ("s", "gbps")
+                if not (op == "read_count" and impl == "plain")
+            ]
+            + ["read_ratio", "read_count_ratio", "write_ratio"]
+        )
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     if rows:
-        plot(rows, path.with_suffix(".png"), f"{device_label(args.device)}, B={args.batch}, L={args.length}, dim={args.dim}")
+        plot(
+            rows,
+            path.with_suffix(".png"),
+            f"{device_label(args.device)}, B={args.batch}, L={args.length}, dim={args.dim}",
+        )
     print("bytes per entry:", {k: round(v, 1) for k, v in per_entry.items()})
     for mem, by in capacity.items():
         print(f"largest catalog in {mem}: " + ", ".join(f"{d} {n / 1e6:.0f}M" for d, n in by.items()))

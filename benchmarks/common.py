@@ -20,10 +20,17 @@ def machine(device: str) -> dict:
 
     import torch
 
-    info = {"date": date.today().isoformat(), "python": platform.python_version(), "torch": torch.__version__,
-            "lightning": version("lightning"),  # not imported: a script that needs no Lightning starts in seconds
-            "cpu_count": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2), "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(), "device": device}
+    info = {
+        "date": date.today().isoformat(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": version("lightning"),  # not imported: a script that needs no Lightning starts in seconds
+        "cpu_count": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "device": device,
+    }
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

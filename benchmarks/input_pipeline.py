@@ -30,7 +30,19 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, Timer, add_recipe_args, add_run_args, build, device_label, ensure_data, machine, save_figure, set_threads, write  # noqa: E402
+from common import (  # noqa: E402
+    REPO,
+    Timer,
+    add_recipe_args,
+    add_run_args,
+    build,
+    device_label,
+    ensure_data,
+    machine,
+    save_figure,
+    set_threads,
+    write,
+)
 
 TARGET = 3.0
 
@@ -40,7 +52,7 @@ def loader_rate(dm, workers: int, batches: int) -> tuple[float, float]:
     dm.hparams.num_workers = workers
     with Timer("cpu") as first:
         it = iter(dm.train_dataloader())
-        rows = len(next(it)["label"])
+        next(it)
     with Timer("cpu") as t:
         for _ in range(batches):
             rows_b = len(next(it)["label"])
@@ -85,8 +97,15 @@ def profile_loader(dm, batches: int, top: int = 12) -> list[dict]:
     prof.disable()
     stats = pstats.Stats(prof).sort_stats("tottime")
     out = []
-    for (file, line, func), (cc, nc, tt, ct, _) in list(stats.stats.items()):
-        out.append({"function": f"{Path(file).name}:{line}({func})", "calls": nc, "tottime_s": round(tt, 4), "cumtime_s": round(ct, 4)})
+    for (file, line, func), (_cc, nc, tt, ct, _) in list(stats.stats.items()):
+        out.append(
+            {
+                "function": f"{Path(file).name}:{line}({func})",
+                "calls": nc,
+                "tottime_s": round(tt, 4),
+                "cumtime_s": round(ct, 4),
+            }
+        )
     return sorted(out, key=lambda r: -r["tottime_s"])[:top]
 
 
@@ -97,8 +116,17 @@ def measure(args) -> dict:
     torch.manual_seed(0)
     root = ensure_data(args.preset)
     with Timer("cpu") as setup:
-        model, dm = build(args.recipe, ["--data.init_args.root", str(root), "--data.init_args.batch_size", str(args.batch_size),
-                                        "--data.init_args.num_workers", "0"])
+        model, dm = build(
+            args.recipe,
+            [
+                "--data.init_args.root",
+                str(root),
+                "--data.init_args.batch_size",
+                str(args.batch_size),
+                "--data.init_args.num_workers",
+                "0",
+            ],
+        )
     device = torch.device(args.device)
     model.to(device).train()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
@@ -123,12 +151,25 @@ def measure(args) -> dict:
     rows = []
     for w in args.workers:
         rate = statistics.median(loader[w])
-        rows.append({"num_workers": w, "batch_size": args.batch_size, "loader_rows_s": rate, "first_batch_s": statistics.median(first[w]),
-                     "model_rows_s": model_rate, "loader_vs_model": round(rate / model_rate, 2),
-                     "target_met": rate / model_rate >= TARGET, "train_from_loader_rows_s": statistics.median(fed[w]),
-                     "train_from_loader_vs_model": round(statistics.median(fed[w]) / model_rate, 3)})
-    result = {"rows": rows, "model_rows_s_per_round": model_rates, "setup_s": setup.seconds,
-              "train_rows": int(len(dm.splits["train"]))}
+        rows.append(
+            {
+                "num_workers": w,
+                "batch_size": args.batch_size,
+                "loader_rows_s": rate,
+                "first_batch_s": statistics.median(first[w]),
+                "model_rows_s": model_rate,
+                "loader_vs_model": round(rate / model_rate, 2),
+                "target_met": rate / model_rate >= TARGET,
+                "train_from_loader_rows_s": statistics.median(fed[w]),
+                "train_from_loader_vs_model": round(statistics.median(fed[w]) / model_rate, 3),
+            }
+        )
+    result = {
+        "rows": rows,
+        "model_rows_s_per_round": model_rates,
+        "setup_s": setup.seconds,
+        "train_rows": int(len(dm.splits["train"])),
+    }
     if args.profile:
         result["loader_profile"] = profile_loader(dm, args.batches)
     return result
@@ -148,7 +189,13 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     model = rows[0]["model_rows_s"]
     ax.axhline(model, color="black", lw=1, label=f"model on in-memory batches ({model:.0f} rows/s)")
     ax.axhline(TARGET * model, color="red", ls="--", lw=1, label=f"target: {TARGET:g}x the model")
-    ax.set(xticks=x, xticklabels=[f"num_workers={r['num_workers']}" for r in rows], ylabel="rows / s", yscale="log", title=title)
+    ax.set(
+        xticks=x,
+        xticklabels=[f"num_workers={r['num_workers']}" for r in rows],
+        ylabel="rows / s",
+        yscale="log",
+        title=title,
+    )
     ax.grid(alpha=0.3, axis="y", which="both")
     ax.legend(fontsize=8)
     save_figure(fig, path)
@@ -160,28 +207,54 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--batches", type=int, default=30, help="loader batches timed per setting and round")
-    parser.add_argument("--steps", type=int, default=6, help="training steps timed per round (model, and fed by each loader)")
+    parser.add_argument(
+        "--steps", type=int, default=6, help="training steps timed per round (model, and fed by each loader)"
+    )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--profile", action="store_true", help="cProfile the in-process loader and keep its top functions")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the in-process loader and keep its top functions"
+    )
     add_run_args(parser)
     args = parser.parse_args()
     set_threads(args.threads)
     result = measure(args)
     rows = result["rows"]
     for r in rows:
-        print(f"num_workers={r['num_workers']}: loader {r['loader_rows_s']:.0f} rows/s (first batch {r['first_batch_s']:.2f} s), "
-              f"model {r['model_rows_s']:.0f} rows/s -> {r['loader_vs_model']:.1f}x (target {TARGET:g}x: {'met' if r['target_met'] else 'NOT met'}); "
-              f"training fed by it {r['train_from_loader_rows_s']:.0f} rows/s ({r['train_from_loader_vs_model']:.2f}x)", flush=True)
+        print(
+            f"num_workers={r['num_workers']}: loader {r['loader_rows_s']:.0f} rows/s (first batch "
+            f"{r['first_batch_s']:.2f} s), "
+            f"model {r['model_rows_s']:.0f} rows/s -> {r['loader_vs_model']:.1f}x (target {TARGET:g}x: "
+            f"{'met' if r['target_met'] else 'NOT met'}); "
+            f"training fed by it {r['train_from_loader_rows_s']:.0f} rows/s ({r['train_from_loader_vs_model']:.2f}x)",
+            flush=True,
+        )
     for p in result.get("loader_profile", []):
         print(f"  {p['tottime_s']:>8.3f} s {p['calls']:>7} {p['function']}")
-    payload = {"benchmark": "input_pipeline", "machine": machine(args.device), "recipe": args.recipe, "preset": args.preset,
-               "precision": args.precision, "batch_size": args.batch_size, "target": f"loader >= {TARGET:g}x model", **result,
-               "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}
+    payload = {
+        "benchmark": "input_pipeline",
+        "machine": machine(args.device),
+        "recipe": args.recipe,
+        "preset": args.preset,
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+        "target": f"loader >= {TARGET:g}x model",
+        **result,
+        "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:]),
+    }
     path = write("input-pipeline", payload, args.device, args.out)
     with open(path.with_suffix(".csv"), "w", newline="") as f:
-        keys = ["num_workers", "batch_size", "loader_rows_s", "first_batch_s", "model_rows_s", "loader_vs_model", "target_met",
-                "train_from_loader_rows_s", "train_from_loader_vs_model"]
+        keys = [
+            "num_workers",
+            "batch_size",
+            "loader_rows_s",
+            "first_batch_s",
+            "model_rows_s",
+            "loader_vs_model",
+            "target_met",
+            "train_from_loader_rows_s",
+            "train_from_loader_vs_model",
+        ]
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)

@@ -20,7 +20,6 @@ command, exit status and wall time.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -37,7 +36,19 @@ SCRIPTS: dict[str, dict[str, list[str]]] = {
     },
     "sampling_flops": {
         "default": [],
-        "quick": [*TINY_MODEL, "--batch-size", "32", "--batches", "1", "--flop-steps", "1", "--steps", "1", "--warmup", "0"],
+        "quick": [
+            *TINY_MODEL,
+            "--batch-size",
+            "32",
+            "--batches",
+            "1",
+            "--flop-steps",
+            "1",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+        ],
     },
     "bank_ops": {
         "default": [],
@@ -45,7 +56,22 @@ SCRIPTS: dict[str, dict[str, list[str]]] = {
     },
     "input_pipeline": {
         "default": ["--profile"],
-        "quick": [*TINY_MODEL, "--batch-size", "32", "--workers", "0", "1", "--batches", "3", "--steps", "2", "--warmup", "1", "--rounds", "1"],
+        "quick": [
+            *TINY_MODEL,
+            "--batch-size",
+            "32",
+            "--workers",
+            "0",
+            "1",
+            "--batches",
+            "3",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--rounds",
+            "1",
+        ],
     },
     "throughput": {
         "default": [],
@@ -62,23 +88,49 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smallest smoke settings on the tiny preset")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads of every script (1 is steadier on a shared CPU)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads of every script (1 is steadier on a shared CPU)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results files")
     args = parser.parse_args()
     runs = []
     for name in args.only or list(SCRIPTS):
-        cmd = [sys.executable, str(REPO / "benchmarks" / f"{name}.py"), *SCRIPTS[name]["quick" if args.quick else "default"],
-               "--device", args.device, "--precision", args.precision, "--out", str(args.out)]
+        cmd = [
+            sys.executable,
+            str(REPO / "benchmarks" / f"{name}.py"),
+            *SCRIPTS[name]["quick" if args.quick else "default"],
+            "--device",
+            args.device,
+            "--precision",
+            args.precision,
+            "--out",
+            str(args.out),
+        ]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         print(f"=== {name}: {' '.join(cmd[1:])}", flush=True)
         start = time.perf_counter()
         rc = subprocess.run(cmd, cwd=REPO).returncode
-        runs.append({"script": name, "returncode": rc, "wall_s": round(time.perf_counter() - start, 1),
-                     "command": "python " + " ".join(str(Path(c).relative_to(REPO)) if c.startswith(str(REPO)) else c for c in cmd[1:])})
+        runs.append(
+            {
+                "script": name,
+                "returncode": rc,
+                "wall_s": round(time.perf_counter() - start, 1),
+                "command": "python "
+                + " ".join(str(Path(c).relative_to(REPO)) if c.startswith(str(REPO)) else c for c in cmd[1:]),
+            }
+        )
         print(f"=== {name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {runs[-1]['wall_s']:.0f} s", flush=True)
-    payload = {"benchmark": "run_all", "machine": machine(args.device), "quick": args.quick, "runs": runs,
-               "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}
+    payload = {
+        "benchmark": "run_all",
+        "machine": machine(args.device),
+        "quick": args.quick,
+        "runs": runs,
+        "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:]),
+    }
     path = write("run-all", payload, args.device, args.out)
     failed = [r["script"] for r in runs if r["returncode"]]
     print(f"wrote {path}; " + (f"FAILED: {', '.join(failed)}" if failed else f"all {len(runs)} scripts ok"))

@@ -26,14 +26,25 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
 import sys
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, add_recipe_args, add_run_args, build, device_label, ensure_data, machine, save_figure, set_threads, timed_step, write  # noqa: E402
+from common import (  # noqa: E402
+    REPO,
+    add_recipe_args,
+    add_run_args,
+    build,
+    device_label,
+    ensure_data,
+    machine,
+    save_figure,
+    set_threads,
+    timed_step,
+    write,
+)
 
 VARIANTS = {"none": (1.0, 1.0), "p100_q20": (1.0, 0.2), "p20_q20": (0.2, 0.2), "p10_q10": (0.1, 0.1)}
 PAPER_GFLOPS = {"none": 4303, "p100_q20": 3232, "p20_q20": 2439, "p10_q10": 2262}  # Table 4, per batch of 2,048
@@ -49,8 +60,17 @@ def measure(args) -> dict:
     warnings.filterwarnings("ignore")
     torch.manual_seed(0)
     root = ensure_data(args.preset)
-    model, dm = build(args.recipe, ["--data.init_args.root", str(root), "--data.init_args.batch_size", str(args.batch_size),
-                                    "--data.init_args.num_workers", "0"])
+    model, dm = build(
+        args.recipe,
+        [
+            "--data.init_args.root",
+            str(root),
+            "--data.init_args.batch_size",
+            str(args.batch_size),
+            "--data.init_args.num_workers",
+            "0",
+        ],
+    )
     bank = getattr(model, "memory_bank", None)
     if bank is None:
         raise SystemExit(f"{args.recipe}: the model has no memory_bank; row sampling needs one")
@@ -58,7 +78,9 @@ def measure(args) -> dict:
     model.to(device).train()
     loader = iter(dm.train_dataloader())
     batches = [{k: v.to(device) for k, v in next(loader).items()} for _ in range(args.batches)]
-    bank.write(torch.arange(dm.num_docs, device=device), torch.randn(dm.num_docs, bank.dim, device=device), step=0)  # a warm bank
+    bank.write(
+        torch.arange(dm.num_docs, device=device), torch.randn(dm.num_docs, bank.dim, device=device), step=0
+    )  # a warm bank
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
 
     flops = {}
@@ -88,23 +110,32 @@ def measure(args) -> dict:
     for name in args.variants:
         counts = flops[name]
         per_step = [x for c in counts for x in c["per_step_total"]]
-        components = {k: statistics.mean(c["forward_by_component"].get(k, 0.0) for c in counts)
-                      for k in counts[0]["forward_by_component"]}
+        components = {
+            k: statistics.mean(c["forward_by_component"].get(k, 0.0) for c in counts)
+            for k in counts[0]["forward_by_component"]
+        }
         p, q = VARIANTS[name]
-        rows.append({
-            "variant": name, "p": p, "q": q, "batch_size": args.batch_size,
-            "mflops_per_row": statistics.mean(per_step) / 1e6,
-            "mflops_per_row_min": min(per_step) / 1e6, "mflops_per_row_max": max(per_step) / 1e6,
-            "forward_mflops_per_row": statistics.mean(c["forward"] for c in counts) / 1e6,
-            "backward_mflops_per_row": statistics.mean(c["backward"] for c in counts) / 1e6,
-            "doc_encoder_forward_mflops_per_row": components.get("doc_encoder", 0.0) / 1e6,
-            "forward_by_component_mflops": {k: round(v / 1e6, 4) for k, v in components.items()},
-            "gflops_per_2048_rows": statistics.mean(per_step) * 2048 / 1e9,
-            "flop_steps_counted": len(per_step),
-            "step_s": float(np.median(times[name])), "steps_timed": len(times[name]),
-            "encoded_rows": float(np.mean(encoded[name])),
-            "paper_gflops": PAPER_GFLOPS[name],
-        })
+        rows.append(
+            {
+                "variant": name,
+                "p": p,
+                "q": q,
+                "batch_size": args.batch_size,
+                "mflops_per_row": statistics.mean(per_step) / 1e6,
+                "mflops_per_row_min": min(per_step) / 1e6,
+                "mflops_per_row_max": max(per_step) / 1e6,
+                "forward_mflops_per_row": statistics.mean(c["forward"] for c in counts) / 1e6,
+                "backward_mflops_per_row": statistics.mean(c["backward"] for c in counts) / 1e6,
+                "doc_encoder_forward_mflops_per_row": components.get("doc_encoder", 0.0) / 1e6,
+                "forward_by_component_mflops": {k: round(v / 1e6, 4) for k, v in components.items()},
+                "gflops_per_2048_rows": statistics.mean(per_step) * 2048 / 1e9,
+                "flop_steps_counted": len(per_step),
+                "step_s": float(np.median(times[name])),
+                "steps_timed": len(times[name]),
+                "encoded_rows": float(np.mean(encoded[name])),
+                "paper_gflops": PAPER_GFLOPS[name],
+            }
+        )
     base = next((r for r in rows if r["variant"] == "none"), None)
     for r in rows:
         r["paper_ratio"] = round(r["paper_gflops"] / PAPER_GFLOPS["none"], 3)
@@ -124,7 +155,11 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     names = [r["variant"] for r in rows]
     x = np.arange(len(rows))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    bars = [("paper FLOPs (Table 4)", "paper_ratio"), ("counted FLOPs", "flops_ratio"), ("measured step time", "time_ratio")]
+    bars = [
+        ("paper FLOPs (Table 4)", "paper_ratio"),
+        ("counted FLOPs", "flops_ratio"),
+        ("measured step time", "time_ratio"),
+    ]
     for i, (label, key) in enumerate(bars):
         left.bar(x + (i - 1) * 0.27, [r.get(key, 0) for r in rows], 0.27, label=label)
     left.set(xticks=x, xticklabels=names, ylabel="ratio vs no sampling (p = q = 1)", title=title)
@@ -147,8 +182,12 @@ def main() -> None:
     add_recipe_args(parser)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--batches", type=int, default=2, help="distinct batches the FLOPs are counted (and the steps timed) on")
-    parser.add_argument("--flop-steps", type=int, default=3, help="counted steps per batch and variant (sampling is random)")
+    parser.add_argument(
+        "--batches", type=int, default=2, help="distinct batches the FLOPs are counted (and the steps timed) on"
+    )
+    parser.add_argument(
+        "--flop-steps", type=int, default=3, help="counted steps per batch and variant (sampling is random)"
+    )
     parser.add_argument("--steps", type=int, default=7, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=2)
     add_run_args(parser)
@@ -158,23 +197,54 @@ def main() -> None:
     rows = result["rows"]
     print(f"{'variant':>9} {'p':>4} {'q':>4} {'MFLOPs/row':>10} {'ratio':>6} {'paper':>6} {'s/step':>7} {'t ratio':>7}")
     for r in rows:
-        print(f"{r['variant']:>9} {r['p']:>4} {r['q']:>4} {r['mflops_per_row']:>10.2f} {r.get('flops_ratio', float('nan')):>6.3f} "
-              f"{r['paper_ratio']:>6.3f} {r['step_s']:>7.3f} {r.get('time_ratio', float('nan')):>7.3f}")
-    payload = {"benchmark": "sampling_flops", "machine": machine(args.device), "recipe": args.recipe, "preset": args.preset,
-               "precision": args.precision, "batch_size": args.batch_size, "params": result["params"], "rows": rows,
-               "notes": "FLOPs counted by FlopCounterMode (matmul/conv/attention; 1 multiply-add = 2 FLOPs), forward + backward, "
-                        "averaged over flop_steps_counted steps (sampling is random); each distinct document of a batch is "
-                        "encoded once; the memory bank is warm; step time = median of interleaved steps incl. optimizer step",
-               "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}
+        print(
+            f"{r['variant']:>9} {r['p']:>4} {r['q']:>4} {r['mflops_per_row']:>10.2f} "
+            f"{r.get('flops_ratio', float('nan')):>6.3f} "
+            f"{r['paper_ratio']:>6.3f} {r['step_s']:>7.3f} {r.get('time_ratio', float('nan')):>7.3f}"
+        )
+    payload = {
+        "benchmark": "sampling_flops",
+        "machine": machine(args.device),
+        "recipe": args.recipe,
+        "preset": args.preset,
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+        "params": result["params"],
+        "rows": rows,
+        "notes": "FLOPs counted by FlopCounterMode (matmul/conv/attention; 1 multiply-add = 2 FLOPs), forward + "
+        "backward, "
+        "averaged over flop_steps_counted steps (sampling is random); each distinct document of a batch is "
+        "encoded once; the memory bank is warm; step time = median of interleaved steps incl. optimizer step",
+        "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:]),
+    }
     path = write("sampling-flops", payload, args.device, args.out)
     with open(path.with_suffix(".csv"), "w", newline="") as f:
-        keys = ["variant", "p", "q", "batch_size", "mflops_per_row", "mflops_per_row_min", "mflops_per_row_max", "forward_mflops_per_row",
-                "backward_mflops_per_row", "doc_encoder_forward_mflops_per_row", "flops_ratio", "paper_gflops", "paper_ratio",
-                "step_s", "time_ratio", "encoded_rows", "steps_timed", "flop_steps_counted"]
+        keys = [
+            "variant",
+            "p",
+            "q",
+            "batch_size",
+            "mflops_per_row",
+            "mflops_per_row_min",
+            "mflops_per_row_max",
+            "forward_mflops_per_row",
+            "backward_mflops_per_row",
+            "doc_encoder_forward_mflops_per_row",
+            "flops_ratio",
+            "paper_gflops",
+            "paper_ratio",
+            "step_s",
+            "time_ratio",
+            "encoded_rows",
+            "steps_timed",
+            "flop_steps_counted",
+        ]
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    plot(rows, path.with_suffix(".png"), f"p / q sampling vs none ({device_label(args.device)}, batch {args.batch_size})")
+    plot(
+        rows, path.with_suffix(".png"), f"p / q sampling vs none ({device_label(args.device)}, batch {args.batch_size})"
+    )
     print(f"wrote {path} (+ .csv, .png)")
 
 

@@ -32,7 +32,19 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, Timer, add_recipe_args, add_run_args, build, device_label, ensure_data, machine, save_figure, set_threads, write  # noqa: E402
+from common import (  # noqa: E402
+    REPO,
+    Timer,
+    add_recipe_args,
+    add_run_args,
+    build,
+    device_label,
+    ensure_data,
+    machine,
+    save_figure,
+    set_threads,
+    write,
+)
 
 MODES = ("train", "inference")
 
@@ -51,8 +63,19 @@ def one(args) -> dict:
     torch.manual_seed(0)
     root = ensure_data(args.preset)
     bs = args.batch_size
-    model, dm = build(args.recipe, ["--data.init_args.root", str(root), "--data.init_args.batch_size", str(bs),
-                                    "--data.init_args.eval_batch_size", str(bs), "--data.init_args.num_workers", "0"])
+    model, dm = build(
+        args.recipe,
+        [
+            "--data.init_args.root",
+            str(root),
+            "--data.init_args.batch_size",
+            str(bs),
+            "--data.init_args.eval_batch_size",
+            str(bs),
+            "--data.init_args.num_workers",
+            "0",
+        ],
+    )
     device = torch.device(args.device)
     model.to(device)
     loader = dm.train_dataloader() if args.mode == "train" else dm.val_dataloader()
@@ -82,6 +105,7 @@ def one(args) -> dict:
         def step(batch, i):
             with torch.inference_mode(), autocast:
                 model.score(batch)
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     base = rss_mib()
@@ -96,8 +120,16 @@ def one(args) -> dict:
     else:
         peak, memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process RSS"
     s = float(np.median(times))
-    result = {"mode": args.mode, "batch_size": bs, "step_s": s, "rows_s": bs / s, "steps_timed": len(times),
-              "peak_mib": round(peak, 1), "base_mib": round(base, 1), "memory": memory}
+    result = {
+        "mode": args.mode,
+        "batch_size": bs,
+        "step_s": s,
+        "rows_s": bs / s,
+        "steps_timed": len(times),
+        "peak_mib": round(peak, 1),
+        "base_mib": round(base, 1),
+        "memory": memory,
+    }
     print("RESULT " + json.dumps(result), flush=True)
     return result
 
@@ -110,7 +142,11 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for mode in MODES:
-        pts = sorted((r["batch_size"], r["rows_s"], r["peak_mib"], r["base_mib"]) for r in rows if r["mode"] == mode and r.get("rows_s"))
+        pts = sorted(
+            (r["batch_size"], r["rows_s"], r["peak_mib"], r["base_mib"])
+            for r in rows
+            if r["mode"] == mode and r.get("rows_s")
+        )
         if pts:
             bs, rate, peak, base = zip(*pts)
             left.plot(bs, rate, marker="o", label=mode)
@@ -146,25 +182,57 @@ def main() -> None:
     for r in range(args.rounds):
         for mode in args.modes:
             for bs in args.batch_sizes:
-                cmd = [sys.executable, __file__, "--mode", mode, "--batch-size", str(bs), "--recipe", *args.recipe, "--preset", args.preset,
-                       "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device, "--precision", args.precision]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--mode",
+                    mode,
+                    "--batch-size",
+                    str(bs),
+                    "--recipe",
+                    *args.recipe,
+                    "--preset",
+                    args.preset,
+                    "--steps",
+                    str(args.steps),
+                    "--warmup",
+                    str(args.warmup),
+                    "--device",
+                    args.device,
+                    "--precision",
+                    args.precision,
+                ]
                 if args.threads:
                     cmd += ["--threads", str(args.threads)]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
                 if line is None:
-                    errors.append({"mode": mode, "batch_size": bs, "round": r, "error": (done.stderr or done.stdout)[-600:]})
+                    errors.append(
+                        {"mode": mode, "batch_size": bs, "round": r, "error": (done.stderr or done.stdout)[-600:]}
+                    )
                     print(f"round {r} {mode:>9} batch {bs:<5} failed: {errors[-1]['error'][-200:]}", flush=True)
                     continue
                 res = json.loads(line[7:])
                 runs.setdefault((mode, bs), []).append(res)
-                print(f"round {r} {mode:>9} batch {bs:<5} {res['rows_s']:8.0f} rows/s, peak {res['peak_mib']:.0f} MiB", flush=True)
+                print(
+                    f"round {r} {mode:>9} batch {bs:<5} {res['rows_s']:8.0f} rows/s, peak {res['peak_mib']:.0f} MiB",
+                    flush=True,
+                )
     rows = []
     for (mode, bs), results in runs.items():
-        rows.append({"mode": mode, "batch_size": bs, "rows_s": statistics.median(x["rows_s"] for x in results),
-                     "step_s": statistics.median(x["step_s"] for x in results), "rounds": len(results),
-                     "peak_mib": max(x["peak_mib"] for x in results), "base_mib": statistics.median(x["base_mib"] for x in results),
-                     "memory": results[0]["memory"], "rows_s_per_round": [round(x["rows_s"], 1) for x in results]})
+        rows.append(
+            {
+                "mode": mode,
+                "batch_size": bs,
+                "rows_s": statistics.median(x["rows_s"] for x in results),
+                "step_s": statistics.median(x["step_s"] for x in results),
+                "rounds": len(results),
+                "peak_mib": max(x["peak_mib"] for x in results),
+                "base_mib": statistics.median(x["base_mib"] for x in results),
+                "memory": results[0]["memory"],
+                "rows_s_per_round": [round(x["rows_s"], 1) for x in results],
+            }
+        )
     for mode in args.modes:
         ref = next((r for r in sorted(rows, key=lambda r: r["batch_size"]) if r["mode"] == mode), None)
         for r in rows:
@@ -175,19 +243,43 @@ def main() -> None:
         if r["mode"] == "inference" and r["batch_size"] in train:
             r["inference_vs_train"] = round(r["rows_s"] / train[r["batch_size"]], 2)
     rows.sort(key=lambda r: (r["mode"], r["batch_size"]))
-    payload = {"benchmark": "throughput", "machine": machine(args.device), "recipe": args.recipe, "preset": args.preset,
-               "precision": args.precision, "steps": args.steps, "rounds": args.rounds, "rows": rows, "errors": errors,
-               "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}
+    payload = {
+        "benchmark": "throughput",
+        "machine": machine(args.device),
+        "recipe": args.recipe,
+        "preset": args.preset,
+        "precision": args.precision,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "rows": rows,
+        "errors": errors,
+        "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:]),
+    }
     path = write("throughput", payload, args.device, args.out)
     with open(path.with_suffix(".csv"), "w", newline="") as f:
-        keys = ["mode", "batch_size", "rows_s", "step_s", "speedup_vs_smallest_batch", "inference_vs_train", "peak_mib", "base_mib", "memory", "rounds"]
+        keys = [
+            "mode",
+            "batch_size",
+            "rows_s",
+            "step_s",
+            "speedup_vs_smallest_batch",
+            "inference_vs_train",
+            "peak_mib",
+            "base_mib",
+            "memory",
+            "rounds",
+        ]
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     plot(rows, path.with_suffix(".png"), f"throughput vs batch size ({device_label(args.device)}, {args.precision})")
     for r in rows:
-        print(f"{r['mode']:>9} batch {r['batch_size']:<5} {r['rows_s']:8.0f} rows/s  x{r.get('speedup_vs_smallest_batch', 1):<5} "
-              f"peak {r['peak_mib']:.0f} MiB" + (f"  inference/train {r['inference_vs_train']}" if "inference_vs_train" in r else ""))
+        print(
+            f"{r['mode']:>9} batch {r['batch_size']:<5} {r['rows_s']:8.0f} rows/s  "
+            f"x{r.get('speedup_vs_smallest_batch', 1):<5} "
+            f"peak {r['peak_mib']:.0f} MiB"
+            + (f"  inference/train {r['inference_vs_train']}" if "inference_vs_train" in r else "")
+        )
     print(f"wrote {path} (+ .csv, .png)")
     if errors:
         raise SystemExit(f"{len(errors)} configuration(s) failed (see the JSON)")

@@ -14,13 +14,33 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_bank_ops_smoke(tmp_path: Path) -> None:
-    cmd = [sys.executable, str(REPO / "benchmarks/bank_ops.py"), "--catalogs", "1000", "5000", "100000000000", "--batch", "64", "--length", "20",
-           "--repeats", "2", "--write-repeats", "3", "--threads", "1", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks/bank_ops.py"),
+        "--catalogs",
+        "1000",
+        "5000",
+        "100000000000",
+        "--batch",
+        "64",
+        "--length",
+        "20",
+        "--repeats",
+        "2",
+        "--write-repeats",
+        "3",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     [result] = tmp_path.glob("bank-ops-*.json")
     payload = json.loads(result.read_text())
-    assert {(r["catalog"], r["dtype"]) for r in payload["rows"]} == {(c, d) for c in (1000, 5000) for d in ("float32", "bfloat16")}
+    assert {(r["catalog"], r["dtype"]) for r in payload["rows"]} == {
+        (c, d) for c in (1000, 5000) for d in ("float32", "bfloat16")
+    }
     for r in payload["rows"]:
         item = 4 if r["dtype"] == "float32" else 2
         for op in ("read", "read_count", "write"):
@@ -34,6 +54,9 @@ def test_bank_ops_smoke(tmp_path: Path) -> None:
     assert by_memory["float32"] == 80 * 2**30 // (128 * 4 + 17) and by_memory["bfloat16"] > by_memory["float32"]
     assert payload["targets"]["met"] == (min(r["read_ratio"] for r in payload["rows"]) >= 0.7)
     # 1e11 entries (~50 TB) fit nowhere: skipped in both dtypes, with the reason
-    assert sorted((s["catalog"], s["dtype"]) for s in payload["skipped"]) == [(100_000_000_000, "bfloat16"), (100_000_000_000, "float32")]
+    assert sorted((s["catalog"], s["dtype"]) for s in payload["skipped"]) == [
+        (100_000_000_000, "bfloat16"),
+        (100_000_000_000, "float32"),
+    ]
     assert all("GiB available" in s["reason"] for s in payload["skipped"])
     assert result.with_suffix(".csv").exists() and result.with_suffix(".png").stat().st_size > 1000

@@ -39,9 +39,13 @@ def test_auc_matches_sklearn(bench) -> None:
 
 def test_report_from_finished_runs(bench, tmp_path: Path, monkeypatch) -> None:
     # the real machine() imports torch and lightning for their versions (seconds); the report only needs a dict
-    monkeypatch.setattr(bench, "machine", lambda device: {"date": "2026-01-01", "cpu_count": 2, "torch": "t", "lightning": "l"})
+    monkeypatch.setattr(
+        bench, "machine", lambda device: {"date": "2026-01-01", "cpu_count": 2, "torch": "t", "lightning": "l"}
+    )
     data = write_dataset(tmp_path / "data", *make_tables(n_docs=300, n_days=4))  # most test docs unseen in days 0-1
-    (data / "movielens.json").write_text(json.dumps({"suggested_split": {"train_rows": 1, "val_rows": 1, "test_rows": 1}}))
+    (data / "movielens.json").write_text(
+        json.dumps({"suggested_split": {"train_rows": 1, "val_rows": 1, "test_rows": 1}})
+    )
     monkeypatch.setattr(bench, "DATA", data)
     events = pq.read_table(data / "events.parquet").to_pylist()
     facts = bench.split_facts({"data": {"init_args": {"val_days": 1, "test_days": 1}}})
@@ -52,23 +56,42 @@ def test_report_from_finished_runs(bench, tmp_path: Path, monkeypatch) -> None:
     label = np.asarray([r["label"] for r in test])
     suite = yaml.safe_load((REPO / "recipes" / "suites" / "movielens_100k.yaml").read_text())
     out = tmp_path / "suite"
-    for variant, stages, quality in (("id_only", ["fit"], 0.0), ("two_stage", ["pretrain", "rank"], 0.5), ("end_to_end", ["fit"], 1.0)):
+    for variant, stages, quality in (
+        ("id_only", ["fit"], 0.0),
+        ("two_stage", ["pretrain", "rank"], 0.5),
+        ("end_to_end", ["fit"], 1.0),
+    ):
         for stage in stages:
             folder = out / variant / "seed0" / stage
             folder.mkdir(parents=True)
-            record = {"status": "tested", "run_id": "r", "params": {"total": 10, "trainable": 5},
-                      "metrics": {"test/auc": 0.7, "test/qauc": 0.6, "test/gauc": 0.65},
-                      "phases": {"train": {"rows": 100, "seconds": 10.0, "rows_per_s": 10.0}}}
+            record = {
+                "status": "tested",
+                "run_id": "r",
+                "params": {"total": 10, "trainable": 5},
+                "metrics": {"test/auc": 0.7, "test/qauc": 0.6, "test/gauc": 0.65},
+                "phases": {"train": {"rows": 100, "seconds": 10.0, "rows_per_s": 10.0}},
+            }
             (folder / "metrics.json").write_text(json.dumps(record))
         # scores: perfect on cold items for end_to_end, uninformative for id_only
         score = np.where(cold, quality * label + (1 - quality) * 0.5, np.linspace(0, 1, len(label)))
-        pq.write_table(pa.table({"score": score.astype(np.float32), "label": label, "doc_id": [r["doc_id"] for r in test],
-                                 "user_id": [r["user_id"] for r in test], "session_id": [r["session_id"] for r in test]}),
-                       out / variant / "seed0" / stages[-1] / "predictions.parquet")
+        pq.write_table(
+            pa.table(
+                {
+                    "score": score.astype(np.float32),
+                    "label": label,
+                    "doc_id": [r["doc_id"] for r in test],
+                    "user_id": [r["user_id"] for r in test],
+                    "session_id": [r["session_id"] for r in test],
+                }
+            ),
+            out / variant / "seed0" / stages[-1] / "predictions.parquet",
+        )
     rows = bench.collect(out, suite, facts, env={})
     by = {r["variant"]: r for r in rows}
     assert set(by) == {"id_only", "two_stage", "end_to_end"}
-    assert by["end_to_end"]["cold_item_auc"] == pytest.approx(1.0) and by["id_only"]["cold_item_auc"] == pytest.approx(0.5)
+    assert by["end_to_end"]["cold_item_auc"] == pytest.approx(1.0) and by["id_only"]["cold_item_auc"] == pytest.approx(
+        0.5
+    )
     assert by["two_stage"]["train_wall_s_all_stages"] == 20.0  # both stages count
     assert by["id_only"]["cold_item_rows"] == int(cold.sum()) and by["id_only"]["test_rows"] == len(test)
     summary = bench.aggregate(rows)

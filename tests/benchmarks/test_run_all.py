@@ -26,10 +26,22 @@ def test_every_benchmark_script_is_listed() -> None:
 
 @pytest.mark.slow
 def test_run_all_quick(tmp_path: Path) -> None:
-    cmd = [sys.executable, str(REPO / "benchmarks/run_all.py"), "--quick", "--only", "bank_ops", "--threads", "1", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks/run_all.py"),
+        "--quick",
+        "--only",
+        "bank_ops",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads(next(tmp_path.glob("run-all-*.json")).read_text())
     [run] = summary["runs"]
-    assert run["script"] == "bank_ops" and run["returncode"] == 0 and run["wall_s"] > 0 and "--threads 1" in run["command"]
+    assert (
+        run["script"] == "bank_ops" and run["returncode"] == 0 and run["wall_s"] > 0 and "--threads 1" in run["command"]
+    )
     assert summary["quick"] and next(tmp_path.glob("bank-ops-*.json")).exists()

@@ -14,8 +14,26 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_sampling_flops_smoke(tmp_path: Path) -> None:
-    cmd = [sys.executable, str(REPO / "benchmarks/sampling_flops.py"), "--preset", "tiny", "--batch-size", "32", "--batches", "1",
-           "--flop-steps", "2", "--steps", "1", "--warmup", "0", "--threads", "1", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks/sampling_flops.py"),
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "32",
+        "--batches",
+        "1",
+        "--flop-steps",
+        "2",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     [result] = tmp_path.glob("sampling-flops-*.json")
@@ -35,4 +53,6 @@ def test_sampling_flops_smoke(tmp_path: Path) -> None:
     assert rows["p100_q20"]["forward_mflops_per_row"] == pytest.approx(base["forward_mflops_per_row"])
     assert payload["params"]["doc_encoder"] > 0 and payload["params"]["total"] >= payload["params"]["trainable"]
     assert result.with_suffix(".csv").exists() and result.with_suffix(".png").stat().st_size > 1000
-    assert payload["machine"]["torch_threads"] == 1 and payload["command"].startswith("python benchmarks/sampling_flops.py")
+    assert payload["machine"]["torch_threads"] == 1 and payload["command"].startswith(
+        "python benchmarks/sampling_flops.py"
+    )
