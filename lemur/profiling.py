@@ -5,7 +5,8 @@ cost of a recipe next to its metrics::
 
     from lemur.profiling import count_flops_per_row, count_params
     count_params(model)                     # {"ids": 4.5e6, "doc_encoder": ..., "total": ..., "trainable": ...}
-    count_flops_per_row(model, batch)       # {"forward": ..., "backward": ..., "total": ..., "forward_by_component": {...}}
+    count_flops_per_row(model, batch)       # {"forward": ..., "backward": ..., "total": ...,
+                                            #  "forward_by_component": {...}}
 
 FLOPs are *counted* with :class:`torch.utils.flop_counter.FlopCounterMode`: matrix products
 (``mm``/``addmm``/``bmm``), convolutions and attention (one multiply-add = 2 FLOPs). Element-wise
@@ -128,6 +129,7 @@ def count_flops_per_row(
     def enter(name):
         def hook(module, args):
             active.append((name, counter.get_total_flops()) if counter is not None else (name, 0))
+
         return hook
 
     def leave(name):
@@ -135,6 +137,7 @@ def count_flops_per_row(
             top, start = active.pop()
             if not active and counter is not None:  # outermost child only: nested calls are inside it
                 by_component[top] += counter.get_total_flops() - start
+
         return hook
 
     for name, child in children.items():
@@ -170,5 +173,12 @@ def count_flops_per_row(
     n = steps * rows
     forward_by_component = {k: v / n for k, v in by_component.items() if v}
     forward_by_component["other"] = max(forward / n - sum(forward_by_component.values()), 0.0)
-    return {"rows": rows, "steps": steps, "forward": forward / n, "backward": backward / n, "total": (forward + backward) / n,
-            "forward_by_component": forward_by_component, "per_step_total": per_step}
+    return {
+        "rows": rows,
+        "steps": steps,
+        "forward": forward / n,
+        "backward": backward / n,
+        "total": (forward + backward) / n,
+        "forward_by_component": forward_by_component,
+        "per_step_total": per_step,
+    }

@@ -48,7 +48,7 @@ class _NullClient:
 class _GuardedClient:
     """The MLflow client with every method call guarded: an exception disables tracking, returns None."""
 
-    def __init__(self, client, logger: "SafeMLFlowLogger") -> None:
+    def __init__(self, client, logger: SafeMLFlowLogger) -> None:
         self._client, self._logger = client, logger
 
     def __getattr__(self, name: str):
@@ -98,14 +98,33 @@ class SafeMLFlowLogger(MLFlowLogger):
         tracking_uri = tracking_uri or os.getenv("MLFLOW_TRACKING_URI")
         try:
             with _quiet_store_errors():  # MLflow opens (and for SQLite creates / migrates) the store right here
-                super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri, tags=tags,
-                                 save_dir=save_dir, log_model=log_model, prefix=prefix, artifact_location=artifact_location,
-                                 run_id=run_id, synchronous=synchronous)
+                super().__init__(
+                    experiment_name=experiment_name,
+                    run_name=run_name,
+                    tracking_uri=tracking_uri,
+                    tags=tags,
+                    save_dir=save_dir,
+                    log_model=log_model,
+                    prefix=prefix,
+                    artifact_location=artifact_location,
+                    run_id=run_id,
+                    synchronous=synchronous,
+                )
         except Exception as err:  # noqa: BLE001 - keep MLFlowLogger's attributes, track nothing
             Logger.__init__(self)
-            self._experiment_name, self._experiment_id, self._run_name, self._run_id = experiment_name, None, run_name, run_id
+            self._experiment_name, self._experiment_id, self._run_name, self._run_id = (
+                experiment_name,
+                None,
+                run_name,
+                run_id,
+            )
             self._tracking_uri = tracking_uri or f"file:{save_dir}"
-            self.tags, self._log_model, self._prefix, self._artifact_location = tags, log_model, prefix, artifact_location
+            self.tags, self._log_model, self._prefix, self._artifact_location = (
+                tags,
+                log_model,
+                prefix,
+                artifact_location,
+            )
             self._logged_model_time, self._checkpoint_callback, self._log_batch_kwargs = {}, None, {}
             self._initialized, self._mlflow_client = False, None
             self._fail(err, "opening the tracking store")
@@ -118,9 +137,12 @@ class SafeMLFlowLogger(MLFlowLogger):
         if self._failure is not None:
             return
         self._failure = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"[:300]
-        rank_zero_warn(f"MLflow tracking at {self._tracking_uri} failed in {where} ({self._failure}). Training goes on "
-                       "without MLflow from here (checkpoints and the printed summary are not affected); this is "
-                       "reported once.", category=RuntimeWarning)
+        rank_zero_warn(
+            f"MLflow tracking at {self._tracking_uri} failed in {where} ({self._failure}). Training goes on "
+            "without MLflow from here (checkpoints and the printed summary are not affected); this is "
+            "reported once.",
+            category=RuntimeWarning,
+        )
 
     @property
     @rank_zero_experiment
@@ -132,7 +154,9 @@ class SafeMLFlowLogger(MLFlowLogger):
                 client = MLFlowLogger.experiment.fget(self)
         except Exception as err:  # noqa: BLE001
             if self._run_id is not None and _error_code(err) == "RESOURCE_DOES_NOT_EXIST":
-                rank_zero_warn(f"MLflow run {self._run_id} is not in {self._tracking_uri}: logging to a new run instead")
+                rank_zero_warn(
+                    f"MLflow run {self._run_id} is not in {self._tracking_uri}: logging to a new run instead"
+                )
                 self._run_id = None
                 return self.experiment
             self._fail(err, "creating the run")
@@ -165,8 +189,10 @@ class SafeMLFlowLogger(MLFlowLogger):
         if existing:  # a resumed run: MLflow parameters cannot change
             changed = sorted(k for k, v in params.items() if k in existing and existing[k] != str(v)[:250])
             if changed:
-                rank_zero_warn(f"MLflow run {self.run_id} already records other values for {changed[:8]}"
-                               f"{' ...' if len(changed) > 8 else ''}; MLflow keeps the first values")
+                rank_zero_warn(
+                    f"MLflow run {self.run_id} already records other values for {changed[:8]}"
+                    f"{' ...' if len(changed) > 8 else ''}; MLflow keeps the first values"
+                )
             params = {k: v for k, v in params.items() if k not in existing}
         if params and self._failure is None:
             self._guard(super().log_hyperparams, "log_hyperparams", params)

@@ -17,7 +17,15 @@ import torch
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-STAT_NAMES = ("staleness", "coverage_short", "coverage_long", "coverage_target", "encoded_rows", "written_share", "refresh_staleness")
+STAT_NAMES = (
+    "staleness",
+    "coverage_short",
+    "coverage_long",
+    "coverage_target",
+    "encoded_rows",
+    "written_share",
+    "refresh_staleness",
+)
 
 
 class MemoryBankCallback(L.Callback):
@@ -60,12 +68,20 @@ class MemoryBankCallback(L.Callback):
         output_dir: str | None = None,
     ) -> None:
         if batch_size < 1 or refresh_every_n_steps < 0 or refresh_budget < 0:
-            raise ValueError(f"MemoryBankCallback: need batch_size >= 1, refresh_every_n_steps >= 0, refresh_budget >= 0 "
-                             f"(got {batch_size}, {refresh_every_n_steps}, {refresh_budget})")
+            raise ValueError(
+                f"MemoryBankCallback: need batch_size >= 1, refresh_every_n_steps >= 0, refresh_budget >= 0 "
+                f"(got {batch_size}, {refresh_every_n_steps}, {refresh_budget})"
+            )
         if refresh_policy not in ("stalest", "most_read"):
-            raise ValueError(f"MemoryBankCallback.refresh_policy must be 'stalest' or 'most_read', got {refresh_policy!r}")
+            raise ValueError(
+                f"MemoryBankCallback.refresh_policy must be 'stalest' or 'most_read', got {refresh_policy!r}"
+            )
         self.warm_start, self.batch_size = warm_start, batch_size
-        self.refresh_every_n_steps, self.refresh_budget, self.refresh_policy = refresh_every_n_steps, refresh_budget, refresh_policy
+        self.refresh_every_n_steps, self.refresh_budget, self.refresh_policy = (
+            refresh_every_n_steps,
+            refresh_budget,
+            refresh_policy,
+        )
         self.plot, self.export, self.output_dir = plot, export, output_dir
         self.history: dict[str, list[tuple[int, float]]] = {name: [] for name in STAT_NAMES}
 
@@ -74,17 +90,23 @@ class MemoryBankCallback(L.Callback):
     def _bank(pl_module: L.LightningModule):
         bank = getattr(pl_module, "memory_bank", None)
         if bank is None:
-            raise ValueError("MemoryBankCallback is in trainer.callbacks but the model has no memory bank: "
-                             "set model.init_args.memory_bank or drop the callback")
+            raise ValueError(
+                "MemoryBankCallback is in trainer.callbacks but the model has no memory bank: "
+                "set model.init_args.memory_bank or drop the callback"
+            )
         return bank
 
-    def _encode(self, trainer: L.Trainer, pl_module: L.LightningModule, doc_index: np.ndarray, desc: str | None) -> list[float]:
+    def _encode(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, doc_index: np.ndarray, desc: str | None
+    ) -> list[float]:
         """Encode ``doc_index`` (split across ranks) and write it; returns the writes' staleness values."""
         bank = self._bank(pl_module)
         world, rank = trainer.world_size, trainer.global_rank
         step = self.batch_size * world
-        mine = [np.array_split(doc_index[i: i + step], world)[rank] for i in range(0, len(doc_index), step)]
-        loader = trainer.datamodule.document_dataloader(np.concatenate(mine) if mine else np.zeros(0, np.int64), batch_size=self.batch_size)
+        mine = [np.array_split(doc_index[i : i + step], world)[rank] for i in range(0, len(doc_index), step)]
+        loader = trainer.datamodule.document_dataloader(
+            np.concatenate(mine) if mine else np.zeros(0, np.int64), batch_size=self.batch_size
+        )
         batches = iter(loader)
         stale = []
         progress = None
@@ -107,12 +129,18 @@ class MemoryBankCallback(L.Callback):
             progress.close()
         return stale
 
-    def _record(self, trainer: L.Trainer, pl_module: L.LightningModule, values: dict[str, torch.Tensor | float]) -> None:
+    def _record(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, values: dict[str, torch.Tensor | float]
+    ) -> None:
         values = {k: v for k, v in values.items() if not (isinstance(v, float) and np.isnan(v))}
         if not values:
             return
-        pl_module.log_dict({f"bank/{k}": float(v) if not torch.is_tensor(v) else v.float() for k, v in values.items()},
-                           on_step=True, on_epoch=False, batch_size=1)
+        pl_module.log_dict(
+            {f"bank/{k}": float(v) if not torch.is_tensor(v) else v.float() for k, v in values.items()},
+            on_step=True,
+            on_epoch=False,
+            batch_size=1,
+        )
         for k, v in values.items():
             v = float(v)
             if not np.isnan(v):
@@ -127,7 +155,9 @@ class MemoryBankCallback(L.Callback):
                 self._encode(trainer, pl_module, np.arange(num_docs, dtype=np.int64), desc="memory bank warm start")
             rank_zero_info(f"memory bank warm start: {bank.num_written()} of {num_docs} documents encoded")
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         bank = self._bank(pl_module)
         step = trainer.global_step
         values: dict[str, torch.Tensor | float] = {}
@@ -208,10 +238,15 @@ def export_bank(bank, doc_ids: np.ndarray, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(doc_ids)
     table = bank.table[:n].float().cpu().numpy()
-    pq.write_table(pa.table({
-        "doc_id": pa.array(np.asarray(doc_ids, np.int64)),
-        "written": pa.array(bank.written_mask[:n].cpu().numpy()),
-        "last_write": pa.array(bank.last_write[:n].cpu().numpy()),
-        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(table.reshape(-1)), bank.dim),
-    }), path)
+    pq.write_table(
+        pa.table(
+            {
+                "doc_id": pa.array(np.asarray(doc_ids, np.int64)),
+                "written": pa.array(bank.written_mask[:n].cpu().numpy()),
+                "last_write": pa.array(bank.last_write[:n].cpu().numpy()),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(table.reshape(-1)), bank.dim),
+            }
+        ),
+        path,
+    )
     return path

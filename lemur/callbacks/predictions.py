@@ -30,8 +30,12 @@ class ParquetPredictionWriter(BasePredictionWriter):
         batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
         if not batches:
             return
-        columns = {key: torch.cat([b[key].detach().float() if key == "score" else b[key].detach() for b in batches]).cpu().numpy()
-                   for key in batches[0]}
+        columns = {
+            key: torch.cat([b[key].detach().float() if key == "score" else b[key].detach() for b in batches])
+            .cpu()
+            .numpy()
+            for key in batches[0]
+        }
         path = self.output_path
         if trainer.world_size > 1:
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")

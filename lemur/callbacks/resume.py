@@ -33,8 +33,11 @@ def rng_states() -> dict:
     """The global random states: torch (CPU and every CUDA device), NumPy, Python; only tensors and
     plain Python values, so ``torch.load(weights_only=True)`` (LightningCLI reads checkpoints so) accepts them."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
-    states = {"torch": torch.get_rng_state(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
-              "python": list(random.getstate())}
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "python": list(random.getstate()),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -87,11 +90,19 @@ class LemurCheckpoint(ModelCheckpoint):
         self._sigint_seen = False
 
     # ------------------------------------------------------------------ schedule
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         n = self.last_every_n_train_steps
         step = trainer.global_step
-        if n and step and step % n == 0 and step != self._last_step_saved_last and not self._should_skip_saving_checkpoint(trainer):
+        if (
+            n
+            and step
+            and step % n == 0
+            and step != self._last_step_saved_last
+            and not self._should_skip_saving_checkpoint(trainer)
+        ):
             self._save_last(trainer)
 
     def _save_last(self, trainer: L.Trainer) -> None:
@@ -131,8 +142,11 @@ class LemurCheckpoint(ModelCheckpoint):
         logger = trainer.logger
         if isinstance(logger, MLFlowLogger) and trainer.is_global_zero and getattr(logger, "failure", None) is None:
             if logger.run_id:  # so `--ckpt_path` continues this MLflow run (see LemurCLI)
-                checkpoint[RUN_KEY] = {"run_id": logger.run_id, "experiment_id": logger.experiment_id,
-                                       "tracking_uri": logger._tracking_uri}
+                checkpoint[RUN_KEY] = {
+                    "run_id": logger.run_id,
+                    "experiment_id": logger.experiment_id,
+                    "tracking_uri": logger._tracking_uri,
+                }
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         super().on_load_checkpoint(trainer, pl_module, checkpoint)
@@ -153,9 +167,14 @@ class LemurCheckpoint(ModelCheckpoint):
 
     def _on_sigint(self, signum, frame) -> None:
         self._sigint_seen = True
-        signal.signal(signal.SIGINT, self._previous_sigint or signal.default_int_handler)  # a second Ctrl+C stops at once
-        print("\nlemur: Ctrl+C: finishing the current step, then writing last.ckpt and stopping "
-              "(press Ctrl+C again to stop at once, without a checkpoint)", file=sys.stderr, flush=True)
+        # a second Ctrl+C stops at once
+        signal.signal(signal.SIGINT, self._previous_sigint or signal.default_int_handler)
+        print(
+            "\nlemur: Ctrl+C: finishing the current step, then writing last.ckpt and stopping "
+            "(press Ctrl+C again to stop at once, without a checkpoint)",
+            file=sys.stderr,
+            flush=True,
+        )
         os.kill(os.getpid(), signal.SIGTERM)
 
     def _restore_sigint(self) -> None:
@@ -178,7 +197,11 @@ class LemurCheckpoint(ModelCheckpoint):
         if not isinstance(exception, SIGTERMException):
             return  # any other exception may have struck mid-step: the last scheduled checkpoint stays the newest
         self.interrupted_by = "SIGINT" if self._sigint_seen else "SIGTERM"
-        LemurCheckpoint.last_interrupt = {"signal": self.interrupted_by, "step": trainer.global_step, "checkpoint": None}
+        LemurCheckpoint.last_interrupt = {
+            "signal": self.interrupted_by,
+            "step": trainer.global_step,
+            "checkpoint": None,
+        }
         if not self.save_on_interrupt or trainer.state.fn != "fit" or trainer.sanity_checking or self.dirpath is None:
             return
         if trainer.global_step == 0:
@@ -189,4 +212,6 @@ class LemurCheckpoint(ModelCheckpoint):
         self._save_last(trainer)
         self.interrupt_checkpoint = self.last_model_path
         LemurCheckpoint.last_interrupt["checkpoint"] = self.last_model_path
-        rank_zero_info(f"lemur: {self.interrupted_by} at global step {trainer.global_step}: wrote {self.last_model_path}")
+        rank_zero_info(
+            f"lemur: {self.interrupted_by} at global step {trainer.global_step}: wrote {self.last_model_path}"
+        )

@@ -44,13 +44,21 @@ class StreamingReport(L.Callback):
             return
         train, val = dm.day_of_epoch(trainer.current_epoch)
         metrics = trainer.callback_metrics
-        row = {"epoch": trainer.current_epoch, "trained_days": train, "val_day": val, "global_step": trainer.global_step}
+        row = {
+            "epoch": trainer.current_epoch,
+            "trained_days": train,
+            "val_day": val,
+            "global_step": trainer.global_step,
+        }
         for name in DAY_METRICS + BANK_METRICS:
             if name in metrics:
                 row[name] = float(metrics[name])
-        self.days = [d for d in self.days if d["epoch"] != row["epoch"]] + [row]  # a later validation of the same day wins
+        # a later validation of the same day wins
+        self.days = [d for d in self.days if d["epoch"] != row["epoch"]] + [row]
         if trainer.logger is not None and trainer.is_global_zero:
-            trainer.logger.log_metrics({f"stream/{k.replace('/', '_')}": v for k, v in row.items() if "/" in k}, step=val)
+            trainer.logger.log_metrics(
+                {f"stream/{k.replace('/', '_')}": v for k, v in row.items() if "/" in k}, step=val
+            )
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.days:

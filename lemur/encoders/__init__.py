@@ -6,5 +6,13 @@ from lemur.encoders.huggingface import HFTextEncoder
 from lemur.encoders.image import TimmImageEncoder
 from lemur.encoders.text import TransformerTextEncoder, paper_document_text_encoder, paper_query_encoder
 
-__all__ = ["TextEncoder", "ImageEncoder", "DocumentEncoder", "HFTextEncoder", "TimmImageEncoder", "TransformerTextEncoder",
-           "paper_query_encoder", "paper_document_text_encoder"]
+__all__ = [
+    "TextEncoder",
+    "ImageEncoder",
+    "DocumentEncoder",
+    "HFTextEncoder",
+    "TimmImageEncoder",
+    "TransformerTextEncoder",
+    "paper_query_encoder",
+    "paper_document_text_encoder",
+]

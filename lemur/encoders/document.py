@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lemur.contracts import check_output
 from lemur.encoders.base import ImageEncoder, TextEncoder
 
 
@@ -25,13 +26,18 @@ class DocumentEncoder(nn.Module):
         super().__init__()
         unknown = set(modalities) - {"text", "image"}
         if unknown:
-            raise ValueError(f"DocumentEncoder.modalities: unknown modality {sorted(unknown)}; known: text (TextEncoder), image (ImageEncoder)")
+            raise ValueError(
+                f"DocumentEncoder.modalities: unknown modality {sorted(unknown)}; known: text (TextEncoder), image "
+                "(ImageEncoder)"
+            )
         if not modalities:
             raise ValueError("DocumentEncoder.modalities: at least one modality is needed")
         for name, enc in modalities.items():
             expected = TextEncoder if name == "text" else ImageEncoder
             if not isinstance(enc, expected):
-                raise TypeError(f"DocumentEncoder.modalities['{name}'] must be a {expected.__name__}, got {type(enc).__name__}")
+                raise TypeError(
+                    f"DocumentEncoder.modalities['{name}'] must be a {expected.__name__}, got {type(enc).__name__}"
+                )
         self.modalities = nn.ModuleDict(modalities)
         self.out_dim = out_dim
         width = sum(m.out_dim for m in modalities.values())
@@ -42,10 +48,30 @@ class DocumentEncoder(nn.Module):
         parts = []
         for name, enc in self.modalities.items():
             if name == "text":
-                parts.append(enc(batch["doc_tokens"], batch["doc_mask"], batch["doc_types"]))
+                vec = enc(batch["doc_tokens"], batch["doc_mask"], batch["doc_types"])
+                parts.append(
+                    check_output(
+                        vec,
+                        "model.doc_encoder.modalities.text",
+                        enc,
+                        "TextEncoder",
+                        (len(batch["doc_tokens"]), enc.out_dim),
+                        "[B, out_dim]",
+                    )
+                )
             else:
                 if "doc_image" not in batch:
-                    raise KeyError("the document encoder has an image modality but batches carry no images: set data.image_size in the recipe")
-                vec = enc(batch["doc_image"])
+                    raise KeyError(
+                        "the document encoder has an image modality but batches carry no images: set data.image_size "
+                        "in the recipe"
+                    )
+                vec = check_output(
+                    enc(batch["doc_image"]),
+                    f"model.doc_encoder.modalities.{name}",
+                    enc,
+                    "ImageEncoder",
+                    (len(batch["doc_image"]), enc.out_dim),
+                    "[B, out_dim]",
+                )
                 parts.append(torch.where(batch["doc_image_mask"][:, None], vec, self.missing_image.to(vec.dtype)))
         return self.fuse(torch.cat(parts, dim=-1))

@@ -31,7 +31,13 @@ class HFTextEncoder(TextEncoder):
         freeze: keep the pretrained weights fixed (only the projection trains).
     """
 
-    def __init__(self, model_path: str | None = None, pooling: Literal["cls", "mean"] = "mean", out_dim: int = 128, freeze: bool = False) -> None:
+    def __init__(
+        self,
+        model_path: str | None = None,
+        pooling: Literal["cls", "mean"] = "mean",
+        out_dim: int = 128,
+        freeze: bool = False,
+    ) -> None:
         super().__init__()
         from transformers import AutoModel
 

@@ -28,11 +28,15 @@ def load_weights_by_position(model: nn.Module, state: dict[str, torch.Tensor], s
     """
     target = model.state_dict()
     if len(target) != len(state):
-        raise ValueError(f"{source}: {len(state)} tensors, but the timm model has {len(target)}: not the same architecture")
+        raise ValueError(
+            f"{source}: {len(state)} tensors, but the timm model has {len(target)}: not the same architecture"
+        )
     mapped = {}
     for (name, value), (src_name, src) in zip(target.items(), state.items()):
         if value.shape != src.shape:
-            raise ValueError(f"{source}: tensor '{src_name}' {tuple(src.shape)} does not fit '{name}' {tuple(value.shape)}")
+            raise ValueError(
+                f"{source}: tensor '{src_name}' {tuple(src.shape)} does not fit '{name}' {tuple(value.shape)}"
+            )
         mapped[name] = src
     model.load_state_dict(mapped)
 
@@ -52,7 +56,13 @@ class TimmImageEncoder(ImageEncoder):
         freeze: keep the timm weights fixed (only the projection trains).
     """
 
-    def __init__(self, model_name: str = "efficientnet_lite0", weights: str | None = None, out_dim: int = 128, freeze: bool = False) -> None:
+    def __init__(
+        self,
+        model_name: str = "efficientnet_lite0",
+        weights: str | None = None,
+        out_dim: int = 128,
+        freeze: bool = False,
+    ) -> None:
         super().__init__()
         import timm
 

@@ -23,7 +23,8 @@ class TransformerTextEncoder(TextEncoder):
     """Bidirectional Transformer with CLS pooling (or masked mean pooling).
 
     Args:
-        vocab_size: token vocabulary size (must cover the tokenizer's ids).
+        vocab_size: token vocabulary size (must cover the tokenizer's ids); None = the tokenizer's, which
+            ``lemur fit|validate|test|predict`` fills in from ``data.tokenizer`` (else BERT's 30522).
         num_layers, hidden_dim, num_heads, ffn_dim, dropout: the Transformer.
         num_types: distinct type ids (1 for queries; number of fields + 1 for documents).
         max_len: longest input accepted (positions).
@@ -36,7 +37,7 @@ class TransformerTextEncoder(TextEncoder):
 
     def __init__(
         self,
-        vocab_size: int = BERT_VOCAB_SIZE,
+        vocab_size: int | None = None,
         num_layers: int = 2,
         hidden_dim: int = 64,
         num_heads: int = 4,
@@ -48,8 +49,17 @@ class TransformerTextEncoder(TextEncoder):
         pooling: str = "cls",
     ) -> None:
         super().__init__()
-        sizes = dict(vocab_size=vocab_size, num_layers=num_layers, hidden_dim=hidden_dim, num_heads=num_heads, ffn_dim=ffn_dim,
-                     num_types=num_types, max_len=max_len, out_dim=out_dim)
+        vocab_size = BERT_VOCAB_SIZE if vocab_size is None else vocab_size
+        sizes = dict(
+            vocab_size=vocab_size,
+            num_layers=num_layers,
+            hidden_dim=hidden_dim,
+            num_heads=num_heads,
+            ffn_dim=ffn_dim,
+            num_types=num_types,
+            max_len=max_len,
+            out_dim=out_dim,
+        )
         for name, value in sizes.items():
             if value < 1:
                 raise ValueError(f"TransformerTextEncoder.{name} must be >= 1, got {name}={value}")
@@ -66,7 +76,9 @@ class TransformerTextEncoder(TextEncoder):
         self.field_type = nn.Embedding(num_types, hidden_dim)
         self.embed_norm = nn.LayerNorm(hidden_dim)
         self.drop = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(hidden_dim, num_heads, ffn_dim, dropout, activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            hidden_dim, num_heads, ffn_dim, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.out_norm = nn.LayerNorm(hidden_dim)
         self.proj = nn.Linear(hidden_dim, out_dim)
@@ -77,7 +89,10 @@ class TransformerTextEncoder(TextEncoder):
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor, types: torch.Tensor | None = None) -> torch.Tensor:
         length = tokens.shape[1]
         if length > self.max_len:
-            raise ValueError(f"input of {length} tokens exceeds max_len={self.max_len}; raise the encoder's max_len or cut the fields shorter")
+            raise ValueError(
+                f"input of {length} tokens exceeds max_len={self.max_len}; raise the encoder's max_len or cut the "
+                "fields shorter"
+            )
         pos = torch.arange(length, device=tokens.device)
         x = self.token(tokens) + self.position(pos)[None]
         if types is not None:
@@ -96,9 +111,20 @@ class TransformerTextEncoder(TextEncoder):
 
 def paper_query_encoder(hidden_dim: int = 64, out_dim: int = 128) -> TransformerTextEncoder:
     """The paper's query tower: 2 layers, one type."""
-    return TransformerTextEncoder(num_layers=2, hidden_dim=hidden_dim, num_heads=4, ffn_dim=4 * hidden_dim, num_types=1, out_dim=out_dim)
+    return TransformerTextEncoder(
+        num_layers=2, hidden_dim=hidden_dim, num_heads=4, ffn_dim=4 * hidden_dim, num_types=1, out_dim=out_dim
+    )
 
 
-def paper_document_text_encoder(num_fields: int = 4, hidden_dim: int = 64, out_dim: int = 128) -> TransformerTextEncoder:
+def paper_document_text_encoder(
+    num_fields: int = 4, hidden_dim: int = 64, out_dim: int = 128
+) -> TransformerTextEncoder:
     """The paper's document tower: 4 layers over the concatenated fields, one type per field + CLS."""
-    return TransformerTextEncoder(num_layers=4, hidden_dim=hidden_dim, num_heads=4, ffn_dim=4 * hidden_dim, num_types=num_fields + 1, out_dim=out_dim)
+    return TransformerTextEncoder(
+        num_layers=4,
+        hidden_dim=hidden_dim,
+        num_heads=4,
+        ffn_dim=4 * hidden_dim,
+        num_types=num_fields + 1,
+        out_dim=out_dim,
+    )

@@ -41,11 +41,16 @@ class MemoryBank(nn.Module, abc.ABC):
     dim: int
 
     @abc.abstractmethod
-    def read(self, ids: torch.Tensor, dtype: torch.dtype | None = None, count: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def read(
+        self, ids: torch.Tensor, dtype: torch.dtype | None = None, count: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings and valid mask of ``ids``; ``count`` adds the lookups to the read counters."""
 
     def count_reads(self, ids: torch.Tensor, times: torch.Tensor) -> None:
-        """Add ``times[i]`` history lookups to entry ``ids[i]`` (for the ``most_read`` refresh); default: not tracked."""
+        """Add ``times[i]`` history lookups to entry ``ids[i]`` (for the ``most_read`` refresh).
+
+        Default: not tracked.
+        """
 
     @abc.abstractmethod
     def write(self, ids: torch.Tensor, embeddings: torch.Tensor, step: int) -> WriteStats: ...

@@ -15,7 +15,9 @@ def last_occurrence(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(unique ids, position of each one's last occurrence in ids)``."""
     uniq, inverse = torch.unique(ids, return_inverse=True)
     pos = torch.arange(len(ids), device=ids.device)
-    last = torch.full((len(uniq),), -1, dtype=torch.long, device=ids.device).scatter_reduce(0, inverse, pos, reduce="amax")
+    last = torch.full((len(uniq),), -1, dtype=torch.long, device=ids.device).scatter_reduce(
+        0, inverse, pos, reduce="amax"
+    )
     return uniq, last
 
 
@@ -87,29 +89,39 @@ class ReplicatedMemoryBank(MemoryBank):
         for name in self.STATE:
             destination[prefix + name] = getattr(self, name)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         ours = {prefix + name for name in self.STATE}
         for name in self.STATE:
             key, current = prefix + name, getattr(self, name)
             if key not in state_dict:
                 missing_keys.append(key)
             elif state_dict[key].shape != current.shape:
-                error_msgs.append(f"memory bank '{key}': checkpoint shape {tuple(state_dict[key].shape)} != recipe shape "
-                                  f"{tuple(current.shape)} (capacity/dim changed?)")
+                error_msgs.append(
+                    f"memory bank '{key}': checkpoint shape {tuple(state_dict[key].shape)} != recipe shape "
+                    f"{tuple(current.shape)} (capacity/dim changed?)"
+                )
             else:
                 with torch.no_grad():
                     current.copy_(state_dict[key])
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
         unexpected_keys[:] = [k for k in unexpected_keys if k not in ours]
 
     # ------------------------------------------------------------- the contract
     def _check(self, ids: torch.Tensor) -> None:
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.capacity):
-            raise IndexError(f"memory bank: document index out of range [0, {self.capacity}) "
-                             f"(min {int(ids.min())}, max {int(ids.max())}); raise model.memory_bank capacity")
+            raise IndexError(
+                f"memory bank: document index out of range [0, {self.capacity}) "
+                f"(min {int(ids.min())}, max {int(ids.max())}); raise model.memory_bank capacity"
+            )
 
     @torch.no_grad()
-    def read(self, ids: torch.Tensor, dtype: torch.dtype | None = None, count: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def read(
+        self, ids: torch.Tensor, dtype: torch.dtype | None = None, count: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         flat = ids.reshape(-1)
         emb = self.table.index_select(0, flat).view(*ids.shape, self.dim)
         valid = self.written_mask.index_select(0, flat).view(ids.shape)
@@ -130,7 +142,9 @@ class ReplicatedMemoryBank(MemoryBank):
         ids = ids.reshape(-1).to(self.table.device)
         embeddings = embeddings.detach().to(self.table.device, self.dtype)
         if embeddings.shape != (len(ids), self.dim):
-            raise ValueError(f"memory bank write: expected embeddings [{len(ids)}, {self.dim}], got {tuple(embeddings.shape)}")
+            raise ValueError(
+                f"memory bank write: expected embeddings [{len(ids)}, {self.dim}], got {tuple(embeddings.shape)}"
+            )
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             ids, embeddings = all_gather_rows(ids, embeddings)
         self._check(ids)
@@ -141,7 +155,9 @@ class ReplicatedMemoryBank(MemoryBank):
         was = self.written_mask.index_select(0, uniq)
         cos = F.cosine_similarity(fresh.float(), self.table.index_select(0, uniq).float(), dim=-1)
         replaced = was.sum()
-        staleness = torch.where(replaced > 0, (cos * was).sum() / replaced.clamp(min=1), torch.full_like(cos[:1].sum(), float("nan")))
+        staleness = torch.where(
+            replaced > 0, (cos * was).sum() / replaced.clamp(min=1), torch.full_like(cos[:1].sum(), float("nan"))
+        )
         self.table.index_copy_(0, uniq, fresh)
         self.written_mask.index_fill_(0, uniq, True)
         self.last_write.index_fill_(0, uniq, step)
@@ -153,7 +169,7 @@ class ReplicatedMemoryBank(MemoryBank):
         ids = torch.nonzero(self.written_mask).squeeze(1)
         if policy == "stalest":
             key = self.last_write[ids]
-            order = torch.sort(key, stable=True).indices          # oldest write first
+            order = torch.sort(key, stable=True).indices  # oldest write first
         elif policy == "most_read":
             reads = self.reads[ids]
             if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

@@ -71,7 +71,10 @@ class IdFeatures(nn.Module):
                 f"the data has {cat.shape[1]} cat_* and {dense.shape[1]} dense_* columns but the recipe's "
                 f"model.features says num_cat={self.config.num_cat}, num_dense={self.config.num_dense}"
             )
-        tokens = [self.user(hash_bucket(batch["user_id"], self.config.user_buckets)), self.doc_items(batch["doc_index"])]
+        tokens = [
+            self.user(hash_bucket(batch["user_id"], self.config.user_buckets)),
+            self.doc_items(batch["doc_index"]),
+        ]
         tokens += [emb(hash_bucket(cat[:, i], self.config.cat_buckets)) for i, emb in enumerate(self.cat)]
         if self.dense is not None:
             tokens.append(self.dense(dense))

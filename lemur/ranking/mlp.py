@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -22,8 +24,14 @@ class MLPBackbone(Backbone):
         dot_interaction: add the T*(T-1)/2 pairwise dot products (DLRM); False = plain MLP.
     """
 
-    def __init__(self, num_tokens: int, token_dim: int, hidden_dims: list[int] = [256, 128], dropout: float = 0.1,
-                 dot_interaction: bool = True) -> None:
+    def __init__(
+        self,
+        num_tokens: int,
+        token_dim: int,
+        hidden_dims: Sequence[int] = (256, 128),
+        dropout: float = 0.1,
+        dot_interaction: bool = True,
+    ) -> None:
         super().__init__(num_tokens, token_dim)
         self.dot_interaction = dot_interaction
         pairs = torch.triu_indices(num_tokens, num_tokens, offset=1)

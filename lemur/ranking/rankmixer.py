@@ -77,7 +77,9 @@ class RankMixerLayer(nn.Module):
 
 
 class RankMixerBackbone(Backbone):
-    """RankMixer ranker: ``tokens [B, T, D] -> (project) [B, T', D'] -> layers -> mean over tokens -> Linear -> logits [B]``.
+    """RankMixer ranker.
+
+    ``tokens [B, T, D] -> (project) [B, T', D'] -> layers -> mean over tokens -> Linear -> logits [B]``.
 
     Choices where the papers leave the config open (gap):
 
@@ -108,18 +110,30 @@ class RankMixerBackbone(Backbone):
         dropout: in the per-token FFNs (hidden and output).
     """
 
-    def __init__(self, num_tokens: int, token_dim: int, num_layers: int = 2, hidden_dim: int | None = None,
-                 num_mix_tokens: int | None = None, ffn_mult: int = 4, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_tokens: int,
+        token_dim: int,
+        num_layers: int = 2,
+        hidden_dim: int | None = None,
+        num_mix_tokens: int | None = None,
+        ffn_mult: int = 4,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__(num_tokens, token_dim)
         t = num_mix_tokens if num_mix_tokens is not None else num_tokens
         if t < 1 or num_layers < 0 or ffn_mult < 1:
-            raise ValueError(f"RankMixerBackbone: need num_mix_tokens >= 1, num_layers >= 0, ffn_mult >= 1 "
-                             f"(got {t}, {num_layers}, {ffn_mult})")
+            raise ValueError(
+                f"RankMixerBackbone: need num_mix_tokens >= 1, num_layers >= 0, ffn_mult >= 1 "
+                f"(got {t}, {num_layers}, {ffn_mult})"
+            )
         if hidden_dim is None:
             hidden_dim = -(-token_dim // t) * t
         elif hidden_dim % t:
-            raise ValueError(f"RankMixerBackbone: hidden_dim {hidden_dim} must be divisible by the mixer's token count {t} "
-                             f"(heads = tokens); e.g. hidden_dim={-(-hidden_dim // t) * t}")
+            raise ValueError(
+                f"RankMixerBackbone: hidden_dim {hidden_dim} must be divisible by the mixer's token count {t} "
+                f"(heads = tokens); e.g. hidden_dim={-(-hidden_dim // t) * t}"
+            )
         self.mix_tokens, self.hidden_dim = t, hidden_dim
         self.per_token_proj = t == num_tokens
         if (t, hidden_dim) == (num_tokens, token_dim):

@@ -25,7 +25,9 @@ class SequenceDecoder(nn.Module, abc.ABC):
     @abc.abstractmethod
     def forward(self, query: torch.Tensor, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor: ...
 
-    def forward_indexed(self, query: torch.Tensor, table: torch.Tensor, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward_indexed(
+        self, query: torch.Tensor, table: torch.Tensor, index: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """``forward(query, table[index], mask)`` for items given as distinct vectors ``table [U, D]``
         and ``index [B, L]`` into it: how the ranker passes histories (each distinct document of the
         batch read and projected once). Override it where the decoder can skip building ``[B, L, D]``."""

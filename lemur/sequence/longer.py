@@ -25,25 +25,31 @@ class LongerLayer(nn.Module):
         self.query_norm = nn.LayerNorm(dim)
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(dim, dim) for _ in range(4))
         self.ffn_norm = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, dim * ffn_mult), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(dim * ffn_mult, dim), nn.Dropout(dropout))
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, dim * ffn_mult),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(dim * ffn_mult, dim),
+            nn.Dropout(dropout),
+        )
         self.resid_dropout = nn.Dropout(dropout)
 
     def attend(self, query: torch.Tensor, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Multi-head ``sum_j softmax_j(q . k_j / sqrt(d_head)) v_j``, then ``out_proj``: ``[B, D]``."""
-        b, l, d = items.shape
+        b, n, d = items.shape
         h = self.num_heads
-        if l == 0:
+        if n == 0:
             return query.new_zeros(b, d)
         q = self.q_proj(query).view(b, h, 1, d // h)
-        k = self.k_proj(items).view(b, l, h, d // h).transpose(1, 2)
-        v = self.v_proj(items).view(b, l, h, d // h).transpose(1, 2)
-        empty = ~mask.any(1)                                    # [B]
+        k = self.k_proj(items).view(b, n, h, d // h).transpose(1, 2)
+        v = self.v_proj(items).view(b, n, h, d // h).transpose(1, 2)
+        empty = ~mask.any(1)  # [B]
         # Empty rows attend to everything (finite softmax) and their read is then zeroed: a fully
         # masked softmax row is NaN on some kernels; padded entries of other rows stay masked.
-        attn_mask = (mask | empty[:, None])[:, None, None, :]   # [B, 1, 1, L], broadcast over heads
-        read = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
-                                              dropout_p=self.dropout if self.training else 0.0)
+        attn_mask = (mask | empty[:, None])[:, None, None, :]  # [B, 1, 1, L], broadcast over heads
+        read = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
         read = self.out_proj(read.reshape(b, d))
         return torch.where(empty[:, None], torch.zeros_like(read), read)
 
@@ -78,7 +84,9 @@ class LongerDecoder(SequenceDecoder):
         dropout: on attention weights, the residual branches and the FFN hidden layer.
     """
 
-    def __init__(self, dim: int, num_heads: int = 4, num_layers: int = 1, ffn_mult: int = 2, dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, num_heads: int = 4, num_layers: int = 1, ffn_mult: int = 2, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if num_layers < 1 or ffn_mult < 1:
             raise ValueError(f"LongerDecoder: need num_layers >= 1 and ffn_mult >= 1 (got {num_layers}, {ffn_mult})")

@@ -26,7 +26,9 @@ class MeanPoolDecoder(SequenceDecoder):
         total = (items * weights[..., None]).sum(1)
         return total / weights.sum(1, keepdim=True).clamp(min=1.0)
 
-    def forward_indexed(self, query: torch.Tensor, table: torch.Tensor, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward_indexed(
+        self, query: torch.Tensor, table: torch.Tensor, index: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         # embedding_bag sums the picked rows weighted by the mask without building [B, L, D], and its
         # backward adds into [U, D] directly: a 1,000-long history then costs about what the table costs.
         weights = mask.to(table.dtype)

@@ -38,16 +38,28 @@ class RankingSystem(L.LightningModule):
             raise ValueError(f"model.nonfinite_loss must be one of {list(NONFINITE_POLICIES)}, got {nonfinite_loss!r}")
         self.nonfinite_loss = nonfinite_loss
         self.nonfinite_steps = 0
-        self.metrics = nn.ModuleDict({
-            split: nn.ModuleDict({"auc": BinaryAUROC(), "qauc": GroupedAUC(weighting="uniform"), "gauc": GroupedAUC(weighting="impressions")})
-            for split in ("val", "test")
-        })
+        self.metrics = nn.ModuleDict(
+            {
+                split: nn.ModuleDict(
+                    {
+                        "auc": BinaryAUROC(),
+                        "qauc": GroupedAUC(weighting="uniform"),
+                        "gauc": GroupedAUC(weighting="impressions"),
+                    }
+                )
+                for split in ("val", "test")
+            }
+        )
         # AUC on the rows whose document was published that day (new content: what an ID model
         # cannot know), logged as <split>/auc_new when those rows hold both labels, and their share.
-        self.new_doc_metrics = nn.ModuleDict({
-            split: nn.ModuleDict({"auc": BinaryAUROC(), "rows": SumMetric(), "new": SumMetric(), "new_pos": SumMetric()})
-            for split in ("val", "test")
-        })
+        self.new_doc_metrics = nn.ModuleDict(
+            {
+                split: nn.ModuleDict(
+                    {"auc": BinaryAUROC(), "rows": SumMetric(), "new": SumMetric(), "new_pos": SumMetric()}
+                )
+                for split in ("val", "test")
+            }
+        )
 
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
@@ -63,12 +75,16 @@ class RankingSystem(L.LightningModule):
             return True
         step = self.global_step if self._trainer is not None else 0
         if self.nonfinite_loss == "raise":
-            raise FloatingPointError(f"non-finite training {what} at global step {step}; stopping (set "
-                                     "model.init_args.nonfinite_loss: skip to skip such steps and count them)")
+            raise FloatingPointError(
+                f"non-finite training {what} at global step {step}; stopping (set "
+                "model.init_args.nonfinite_loss: skip to skip such steps and count them)"
+            )
         self.nonfinite_steps += 1
         if self.nonfinite_steps == 1:
-            rank_zero_warn(f"non-finite training {what} at global step {step}: step skipped "
-                           "(model.nonfinite_loss: skip); further skips are counted in train/nonfinite_steps")
+            rank_zero_warn(
+                f"non-finite training {what} at global step {step}: step skipped "
+                "(model.nonfinite_loss: skip); further skips are counted in train/nonfinite_steps"
+            )
         self.log("train/nonfinite_steps", float(self.nonfinite_steps), on_step=True, on_epoch=False, batch_size=1)
         return False
 
