@@ -169,9 +169,8 @@ def one(args) -> dict:
     b, L = len(first["label"]), args.length
     batch = with_history(first, L, dm, device)
     bank = model.memory_bank
-    bank.write(
-        torch.arange(dm.num_docs, device=device), torch.randn(dm.num_docs, bank.dim, device=device), step=0
-    )  # a warm bank
+    # a warm bank
+    bank.write(torch.arange(dm.num_docs, device=device), torch.randn(dm.num_docs, bank.dim, device=device), step=0)
     if args.variant == "naive":
         naive_history(model, dm.store)
     opt = model.configure_optimizers()

@@ -138,9 +138,8 @@ def collect(suite_out: Path, suite: dict, facts: dict, env: dict) -> list[dict]:
                     "test_auc": metrics.get("test/auc"),
                     "test_qauc": metrics.get("test/qauc"),
                     "test_gauc": metrics.get("test/gauc"),
-                    "test_auc_first_day": metrics.get(
-                        "test/auc_new"
-                    ),  # rows on a movie's first rated day (publish_day)
+                    # rows on a movie's first rated day (publish_day)
+                    "test_auc_first_day": metrics.get("test/auc_new"),
                     "auc_recomputed": auc(label, score),
                     "cold_item_auc": auc(label[cold], score[cold]),
                     "cold_item_rows": int(cold.sum()),

@@ -78,9 +78,8 @@ def measure(args) -> dict:
     model.to(device).train()
     loader = iter(dm.train_dataloader())
     batches = [{k: v.to(device) for k, v in next(loader).items()} for _ in range(args.batches)]
-    bank.write(
-        torch.arange(dm.num_docs, device=device), torch.randn(dm.num_docs, bank.dim, device=device), step=0
-    )  # a warm bank
+    # a warm bank
+    bank.write(torch.arange(dm.num_docs, device=device), torch.randn(dm.num_docs, bank.dim, device=device), step=0)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
 
     flops = {}
