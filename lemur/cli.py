@@ -55,7 +55,10 @@ def _data_main(argv: list[str]) -> int:
         "(docs/datasets.md describes the schema and every converter).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    synth = sub.add_parser("synth", help="generate LEMUR-Synth, the built-in simulated search logs")
+    synth_help = "generate LEMUR-Synth, the built-in simulated search logs"
+    synth = sub.add_parser(
+        "synth", help=synth_help, description=f"{synth_help[0].upper()}{synth_help[1:]} (presets: docs/synth.md)."
+    )
     synth.add_argument(
         "--preset", default="small", help="tiny | small | small-cold | large (default: small; docs/synth.md)"
     )
@@ -70,7 +73,12 @@ def _data_main(argv: list[str]) -> int:
         help="override a field of the preset (repeatable), e.g. --set new_docs_per_day=800 "
         "--set preference_drift=0.05; the fields are SynthConfig's (lemur/data/synth.py)",
     )
-    validate = sub.add_parser("validate", help="check a dataset folder against the schema")
+    validate = sub.add_parser(
+        "validate",
+        help="check a dataset folder against the schema",
+        description="Check a dataset folder (docs.parquet, events.parquet) against lemur's schema "
+        "(docs/datasets.md); bad input is reported with its file, column, row and value.",
+    )
     validate.add_argument("root", help="folder holding docs.parquet and events.parquet")
     for name in DATASET_COMMANDS:
         module = importlib.import_module(name)
@@ -125,10 +133,33 @@ def _data_main(argv: list[str]) -> int:
     return 0
 
 
+# `lemur --help`: LightningCLI's own help knows only its four subcommands; `run` and `data` are lemur's own
+# parsers (they run without importing Lightning), so the overview of every verb is written here.
+VERBS = (
+    ("fit", "train a recipe, then test its best checkpoint: lemur fit -c recipes/lemur.yaml [-c override.yaml]"),
+    ("validate", "evaluate a checkpoint on the validation days: lemur validate -c RECIPE --ckpt_path CKPT"),
+    ("test", "evaluate a checkpoint on the test days: lemur test -c RECIPE --ckpt_path CKPT"),
+    ("predict", "score the test days to Parquet: lemur predict -c RECIPE --ckpt_path CKPT --predictions.output_path F"),
+    ("run", "run a suite of recipes x seeds and write a comparison report: lemur run recipes/suites/SUITE.yaml"),
+    ("data", "make and check datasets: lemur data synth | validate | movielens | mind | ... (lemur data --help)"),
+)
+
+
+def usage() -> str:
+    width = max(len(verb) for verb, _ in VERBS)
+    lines = ["usage: lemur VERB [options]   (lemur VERB --help shows a verb's options)", "", "verbs:"]
+    lines += [f"  {verb:<{width}}  {text}" for verb, text in VERBS]
+    lines += ["", "Recipes are YAML files composed with -c (later files and --key value win); see README.md."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from lemur.data.schema import SchemaError
 
     args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return 0
     try:
         if args and args[0] == "data":
             return _data_main(args[1:])

@@ -9,6 +9,7 @@ exits with status 2 and a message naming the key, the value and, when it can, th
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -18,8 +19,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from jsonargparse import ArgumentError, set_parsing_settings
-from lightning.pytorch.callbacks import ModelCheckpoint
+from jsonargparse import ArgumentError, Namespace, set_parsing_settings
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -31,6 +32,8 @@ from lemur.callbacks.summary import RunSummary
 from lemur.cli import tracking_uri
 from lemur.data.datamodule import LemurDataModule
 from lemur.data.schema import SchemaError
+from lemur.encoders.base import TextEncoder
+from lemur.run_record import run_name, run_params, run_tags
 
 DEFAULT_LAST_EVERY_N_TRAIN_STEPS = 200
 EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_SIGINT, EXIT_SIGTERM = 2, 3, 130, 143
@@ -43,10 +46,16 @@ class RecipeError(ValueError):
 
 class RecipeToLogger(SaveConfigCallback):
     """Logs the resolved recipe as ``recipe.yaml`` in the MLflow run (SaveConfigCallback
-    alone only writes a file); other loggers get the file in their log folder."""
+    alone only writes a file); other loggers get the file in their log folder. Every logger gets the
+    recipe's settings as flat params with readable prefixes (:func:`lemur.run_record.run_params`)."""
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        import yaml
+
         text = self.parser.dump(self.config, skip_none=False)
+        params = run_params(yaml.safe_load(text) or {})
+        for each in trainer.loggers:
+            each.log_hyperparams(params)
         logger = trainer.logger
         if isinstance(logger, MLFlowLogger):
             try:
@@ -100,6 +109,7 @@ _KEY_VALUE = re.compile(r"\b([a-z_][\w.]*\.\w+)=([\w.\-+]+)")
 _MUST_BE = re.compile(r"\b([a-z_]\w*) must be [^\n]*?, got '?(-?[\w.]+)")
 _NEGATIVE_SIZE = re.compile(r"negative dimension (-\d+)")
 _FULL_KEY = re.compile(r"full_key: (?:fit|validate|test|predict)\.([\w.]+)")
+_NO_MODULE = re.compile(r"No module named '([\w.]+)'")
 
 
 def _raised_in_jsonargparse(err: BaseException) -> bool:
@@ -202,10 +212,54 @@ def explain(err: BaseException, argv: list[str]) -> str:
         text += "\n  where: " + "\n         ".join(where)
     elif files := _config_files(argv):
         text += f"\n  recipes: {', '.join(files)}"
+    if missing := _NO_MODULE.search(cause):
+        text += "\n  " + import_hint(missing.group(1))
+    return text
+
+
+def import_hint(module: str) -> str:
+    """What to do when a class_path's module (or something it imports) is not importable."""
+    top = module.split(".")[0]
+    text = (
+        f"hint: a class_path's package must be importable by the Python that runs lemur ({sys.executable}): "
+        f"install it (`pip install -e /path/to/your/package`) or put the folder holding '{top}' on PYTHONPATH"
+    )
+    if (Path.cwd() / top).is_dir() or (Path.cwd() / f"{top}.py").is_file():
+        text += f" (./{top} is in this folder, which is not on the path: run `PYTHONPATH=. lemur ...`)"
     return text
 
 
 # ---------------------------------------------------------------------------- the CLI
+class _NoLitLoggerTip(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.msg)
+
+
+def _class_nodes(node):
+    """Every ``class_path`` / ``init_args`` node of a parsed config, depth first."""
+    if isinstance(node, Namespace):
+        if isinstance(node.get("class_path"), str):
+            yield node
+        for value in vars(node).values():
+            yield from _class_nodes(value)
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _class_nodes(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _class_nodes(value)
+
+
+def _import_class(path: str):
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None  # instantiation reports it, naming the key
+
+
 class LemurCLI(LightningCLI):
     """LightningCLI with lemur's defaults: MLflow logging that never stops training, best/last
     checkpoints (``last.ckpt`` also every ``checkpoint.last_every_n_train_steps`` steps and on
@@ -223,6 +277,11 @@ class LemurCLI(LightningCLI):
         )
         # model.nonfinite_loss: skip returns None from training_step and reports the skip itself
         warnings.filterwarnings("ignore", message=r"`training_step` returned `None`")
+        # Lightning 2.6 advertises its cloud logger ("Tip: ... try installing litlogger") on every run; lemur
+        # logs to MLflow: a logging filter drops that one record
+        _rank_zero_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+        if not any(isinstance(f, _NoLitLoggerTip) for f in _rank_zero_log.filters):
+            _rank_zero_log.addFilter(_NoLitLoggerTip())
         self._argv = list(sys.argv[1:] if args is None else args)
         self.resumed_from: Path | None = None
         # omegaconf+: recipes may interpolate (`dim: ${model.init_args.doc_encoder.init_args.out_dim}`), resolved
@@ -242,6 +301,9 @@ class LemurCLI(LightningCLI):
             trainer_defaults={
                 # checkpoints land in runs/<experiment id>/<run id>/checkpoints
                 "default_root_dir": "runs",
+                # RecipeToLogger logs the whole recipe as prefixed params (lemur.run_record); Lightning's own
+                # logging of the modules' hparams would add unprefixed duplicates and `_instantiator`
+                "enable_autolog_hparams": False,
                 "logger": {
                     "class_path": "lemur.tracking.SafeMLFlowLogger",
                     "init_args": {"experiment_name": "lemur", "tracking_uri": tracking_uri(), "log_model": False},
@@ -249,8 +311,8 @@ class LemurCLI(LightningCLI):
             },
             parser_kwargs={
                 "description": "lemur: end-to-end multimodal recommendation. Train/evaluate with "
-                "fit|validate|test|predict -c RECIPE.yaml; prepare data with `lemur data synth|validate` "
-                "(see `lemur data --help`).",
+                "fit|validate|test|predict -c RECIPE.yaml; run suites of recipes x seeds with `lemur run SUITE.yaml`; "
+                "prepare data with `lemur data synth|validate|...` (`lemur --help` lists every command).",
                 **strict,
                 **{name: dict(strict) for name in ("fit", "validate", "test", "predict")},
             },
@@ -332,6 +394,60 @@ class LemurCLI(LightningCLI):
                 )
         print(note, file=sys.stderr, flush=True)
 
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand]
+        self._fill_vocab_size(cfg)
+        if self.subcommand == "predict":
+            self._predict_only(cfg)
+        logger = cfg["trainer"].get("logger")
+        logger_class = _import_class(str(getattr(logger, "class_path", "")))
+        if isinstance(logger_class, type) and issubclass(logger_class, MLFlowLogger):
+            init = logger.init_args
+            recipes = _config_files(self._argv)
+            if not init.get("run_name") and not init.get("run_id"):
+                init["run_name"] = run_name(recipes, cfg.get("seed_everything"))
+            init["tags"] = {**run_tags(recipes), **(init.get("tags") or {})}  # tags given (a suite's) win
+
+    def _fill_vocab_size(self, cfg) -> None:
+        """Text encoders whose ``vocab_size`` is left null get the tokenizer's size, so nobody types 30522.
+
+        By hand, not with jsonargparse's ``link_arguments``: a link's target must be one fixed key that every
+        recipe has, while text encoders sit in different places (``model.init_args.query_encoder``, the
+        ``doc_encoder``'s ``modalities`` dict), may be absent, and a user's may not take ``vocab_size``."""
+        nodes = []
+        for node in _class_nodes(cfg.get("model")):
+            kind = _import_class(node["class_path"])
+            init = node.get("init_args")
+            if isinstance(kind, type) and issubclass(kind, TextEncoder) and init is not None:
+                if "vocab_size" in init and init["vocab_size"] is None:
+                    nodes.append(init)
+        if not nodes:
+            return
+        from lemur.data.tokenize import TokenizerConfig, load_tokenizer
+
+        data = cfg.get("data")
+        tokenizer = getattr(getattr(data, "init_args", None), "tokenizer", None)
+        path = tokenizer.get("path") if isinstance(tokenizer, Namespace) else None
+        try:
+            size = len(load_tokenizer(TokenizerConfig(path=path)))
+        except ValueError as err:
+            raise RecipeError(str(err)) from None
+        for init in nodes:
+            init["vocab_size"] = size
+
+    @staticmethod
+    def _predict_only(cfg) -> None:
+        """``lemur predict`` with the recipe a model was trained with: no logger, and of the trainer's callbacks
+        only prediction writers (a training recipe's bank warm start, early stopping, ... have nothing to do)."""
+        cfg["trainer"]["logger"] = False
+        callbacks = cfg["trainer"].get("callbacks") or []
+        keep = []
+        for callback in callbacks:
+            kind = _import_class(str(getattr(callback, "class_path", "")))
+            if isinstance(kind, type) and issubclass(kind, BasePredictionWriter):
+                keep.append(callback)
+        cfg["trainer"]["callbacks"] = keep
+
     def instantiate_classes(self) -> None:
         try:
             super().instantiate_classes()
@@ -369,6 +485,8 @@ class LemurCLI(LightningCLI):
             k: float(v) for k, v in self.trainer.callback_metrics.items() if k.split("/")[-1] in ("auc", "qauc", "gauc")
         }
         lines = ["", "lemur run summary", summary.table(metrics)]
+        for note in (getattr(self.model, "undefined_metrics", None) or {}).values():
+            lines.append(f"warning: {note}")
         issues = dict(getattr(self.datamodule, "data_issues", {}) or {})
         nonfinite = getattr(self.model, "nonfinite_steps", 0)
         if nonfinite:
@@ -390,6 +508,9 @@ class LemurCLI(LightningCLI):
                 lines += [
                     f"MLflow run {logger.run_id} in experiment '{logger._experiment_name}' at {logger._tracking_uri}",
                     f"  open it with: mlflow ui --backend-store-uri {logger._tracking_uri}",
+                    # MLflow 3 opens an experiment in its GenAI view (traces); workflowType selects the runs table
+                    f"  then browse: http://127.0.0.1:5000/#/experiments/{logger.experiment_id}/runs"
+                    "?workflowType=machine_learning",
                 ]
                 logger.experiment.log_text(logger.run_id, "\n".join(lines[1:]), "summary.txt")
             else:

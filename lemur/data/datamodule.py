@@ -296,6 +296,8 @@ class LemurDataModule(L.LightningDataModule):
         self.store: _Store | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.days: dict[str, list[int]] = {}
+        self.vocab_size: int | None = None
+        """The tokenizer's number of token ids (set by ``setup``): the text encoders' embedding tables must cover it."""
 
     # ---------------------------------------------------------------- set-up
     def setup(self, stage: str | None = None) -> None:
@@ -329,6 +331,11 @@ class LemurDataModule(L.LightningDataModule):
         query_digest = hashlib.sha1("\n".join(query_text.tolist()).encode()).hexdigest()
         queries = cached(self.root / ".cache", "queries", {"tokenizer": cfg.resolved_path(), "queries": query_digest, "len": cfg.query_len},
                          lambda: tokenize_queries(tok(), query_text.tolist(), cfg.query_len))
+
+        try:  # cheap (the tokenizer files are local); LemurRanker.setup checks the text encoders against it
+            self.vocab_size = len(tok())
+        except ValueError:  # a tokenizer that no longer loads, with its tokens cached: nothing to check against
+            self.vocab_size = None
 
         day = events["day"].to_numpy()
         publish = docs["publish_day"].to_numpy() if "publish_day" in docs.column_names else None

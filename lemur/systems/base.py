@@ -50,6 +50,12 @@ class RankingSystem(L.LightningModule):
                 for split in ("val", "test")
             }
         )
+        # rows and clicks per split: AUC is undefined (logged as NaN, noted in undefined_metrics) with one label
+        self.label_counts = nn.ModuleDict({
+            split: nn.ModuleDict({"rows": SumMetric(), "pos": SumMetric()}) for split in ("val", "test")
+        })
+        self.undefined_metrics: dict[str, str] = {}
+        """``{split: why}`` for the splits whose AUC was undefined in the last evaluation (the run summary shows it)."""
         # AUC on the rows whose document was published that day (new content: what an ID model
         # cannot know), logged as <split>/auc_new when those rows hold both labels, and their share.
         self.new_doc_metrics = nn.ModuleDict(
@@ -100,6 +106,9 @@ class RankingSystem(L.LightningModule):
         m = self.metrics[split]
         target = batch["label"].long()
         m["auc"].update(scores, target)
+        counts = self.label_counts[split]
+        counts["rows"].update(torch.tensor(float(len(target)), device=scores.device))
+        counts["pos"].update(target.sum().float())
         m["qauc"].update(scores, target, batch["session_id"])
         m["gauc"].update(scores, target, batch["user_id"])
         if "is_new_doc" in batch:
@@ -113,8 +122,20 @@ class RankingSystem(L.LightningModule):
         return rows | {k: batch[k] for k in ("session_id", "user_id", "doc_id", "is_new_doc") if k in batch}
 
     def _eval_epoch_end(self, split: str) -> None:
+        counts = self.label_counts[split]
+        rows, pos = (float(counts[k].compute()) if counts[k].update_count else 0.0 for k in ("rows", "pos"))
+        defined = 0 < pos < rows
+        if not defined and not (self._trainer is not None and self.trainer.sanity_checking):
+            self.undefined_metrics[split] = self._one_class_note(split, int(rows), int(pos))
+            rank_zero_warn(self.undefined_metrics[split])
+        elif defined:
+            self.undefined_metrics.pop(split, None)
         for name, metric in self.metrics[split].items():
-            self.log(f"{split}/{name}", metric.compute(), prog_bar=name != "gauc")
+            # torchmetrics' AUROC returns 0.0 (with a warning) for one label; AUC is undefined there
+            value = metric.compute() if defined or name != "auc" else torch.tensor(float("nan"), device=self.device)
+            self.log(f"{split}/{name}", value, prog_bar=name != "gauc")
+            metric.reset()
+        for metric in counts.values():
             metric.reset()
         n = self.new_doc_metrics[split]
         if n["rows"].update_count:
@@ -124,6 +145,14 @@ class RankingSystem(L.LightningModule):
                 self.log(f"{split}/auc_new", n["auc"].compute())
         for metric in n.values():
             metric.reset()
+
+    def _one_class_note(self, split: str, rows: int, pos: int) -> str:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        days = (getattr(datamodule, "days", None) or {}).get(split)
+        where = f"the {split} split" + (f" (days {list(days)})" if days else "")
+        label = "no row" if not rows else f"all {rows} rows have label {1 if pos else 0}"
+        return (f"{split}/auc, {split}/qauc and {split}/gauc are undefined (NaN): {where}: {label}; AUC needs "
+                "clicks and non-clicks")
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val")

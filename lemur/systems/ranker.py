@@ -26,6 +26,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
+from lemur.contracts import check_output, check_vocabulary
 from lemur.encoders.base import TextEncoder
 from lemur.encoders.document import DocumentEncoder
 from lemur.losses import AuxiliaryLoss, SQDCLoss
@@ -279,7 +280,9 @@ class LemurRanker(RankingSystem):
         grad = torch.is_grad_enabled() and not self.freeze_encoders
         with torch.set_grad_enabled(grad):
             if self.query_encoder is not None:
-                out["query"] = self.query_encoder(batch["query_tokens"], batch["query_mask"])
+                query = self.query_encoder(batch["query_tokens"], batch["query_mask"])
+                out["query"] = check_output(query, "model.query_encoder", self.query_encoder, "TextEncoder",
+                                            (len(batch["query_tokens"]), self.query_encoder.out_dim), "[B, out_dim]")
         if self.doc_encoder is not None:
             out.update(self._encode_documents(batch, grad))
         return out
@@ -317,7 +320,10 @@ class LemurRanker(RankingSystem):
                 pick = first[chosen]
                 sub = {k: batch[k][pick] for k in DOC_KEYS if k in batch}
                 with torch.set_grad_enabled(enabled):
-                    parts.append((torch.nonzero(chosen).squeeze(1), self.doc_encoder(sub)))
+                    vec = self.doc_encoder(sub)
+                    check_output(vec, "model.doc_encoder", self.doc_encoder, "DocumentEncoder",
+                                 (len(pick), self.doc_encoder.out_dim), "[B, out_dim]")
+                    parts.append((torch.nonzero(chosen).squeeze(1), vec))
         if vectors is None:  # no bank: every document was encoded
             vectors = torch.zeros(len(docs), self.doc_encoder.out_dim, device=index.device, dtype=parts[0][1].dtype)
         vectors = vectors.to(parts[0][1].dtype) if parts else vectors
@@ -349,9 +355,13 @@ class LemurRanker(RankingSystem):
                 "model.freeze_encoders is set but model.encoder_checkpoint is not: "
                 "the frozen encoders keep their random init"
             )
-        num_docs = (
-            getattr(getattr(self.trainer, "datamodule", None), "num_docs", None) if self._trainer is not None else None
-        )
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        num_docs = getattr(datamodule, "num_docs", None)
+        vocab_size = getattr(datamodule, "vocab_size", None)
+        if vocab_size is not None:  # a too small embedding table would fail later as a bare IndexError
+            check_vocabulary(self.query_encoder, "model.query_encoder", vocab_size)
+            for name, enc in (self.doc_encoder.modalities.items() if self.doc_encoder is not None else ()):
+                check_vocabulary(enc, f"model.doc_encoder.modalities.{name}", vocab_size)
         if self.memory_bank is not None and num_docs is not None and num_docs > self.memory_bank.capacity:
             raise ValueError(
                 f"model.memory_bank.init_args.capacity={self.memory_bank.capacity} is smaller than the dataset's "
@@ -418,7 +428,10 @@ class LemurRanker(RankingSystem):
         extra = []
         if len(self.histories):
             query = self.global_token(tokens.mean(1)) if self.global_token is not None else tokens.mean(1)
-            extra += [dec.forward_indexed(query, *histories[name][:3]) for name, dec in self.histories.items()]
+            for name, dec in self.histories.items():
+                vec = dec.forward_indexed(query, *histories[name][:3])
+                extra.append(check_output(vec, f"model.{name}_history", dec, "SequenceDecoder",
+                                          (len(query), dec.out_dim), "[B, out_dim]"))
         if self.similarity is not None:
             _, _, mask, vectors = histories["long"]
             extra.append(self.similarity_proj(self.similarity(content["doc"], vectors, mask[:, : vectors.shape[1]])))
@@ -430,9 +443,11 @@ class LemurRanker(RankingSystem):
         """CTR logits ``[B]``: the backbone over the feature tokens, plus each of ``logit_terms``."""
         if self.encoder_training.stop_gradient:
             content = {k: v.detach() for k, v in content.items()}
-        out = self.backbone(self.feature_tokens(batch, content))
-        for term in self.logit_terms:
-            out = out + term(self, batch, content)
+        tokens = self.feature_tokens(batch, content)
+        out = check_output(self.backbone(tokens), "model.backbone", self.backbone, "Backbone", tokens.shape[:1], "[B]")
+        for i, term in enumerate(self.logit_terms):
+            out = out + check_output(term(self, batch, content), f"model.logit_terms[{i}]", term, "LogitTerm",
+                                     tokens.shape[:1], "[B]")
         return out
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -459,8 +474,9 @@ class LemurRanker(RankingSystem):
             sqdc = self.sqdc(content["query"], content["doc"], batch["label"], batch["session_id"], batch["doc_index"])
             loss = bce + self.sqdc_weight * sqdc
             self.log("train/sqdc", sqdc, batch_size=len(logits))
-        for aux in self.aux_losses:
+        for i, aux in enumerate(self.aux_losses):
             value = aux(self, batch, content)
+            check_output(value, f"model.aux_losses[{i}]", aux, "AuxiliaryLoss", (), "a scalar")
             loss = loss + aux.weight * value
             self.log(f"train/{aux.name}", value, batch_size=len(logits))
         self.log("train/bce", bce, batch_size=len(logits))
