@@ -76,8 +76,11 @@ def grouped_auc(scores, labels, groups=None) -> float:
     from lemur.metrics import grouped_auc as metric
 
     groups = np.zeros(len(scores), np.int64) if groups is None else np.asarray(groups)
-    value, _ = metric(torch.as_tensor(np.asarray(scores, np.float64)), torch.as_tensor(np.asarray(labels).astype(np.int64)),
-                      torch.as_tensor(groups.astype(np.int64)))
+    value, _ = metric(
+        torch.as_tensor(np.asarray(scores, np.float64)),
+        torch.as_tensor(np.asarray(labels).astype(np.int64)),
+        torch.as_tensor(groups.astype(np.int64)),
+    )
     return float(value)
 
 
@@ -94,7 +97,9 @@ def parse_overrides(pairs: list[str]) -> dict:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or name not in fields:
-            raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE with FIELD a SynthConfig field ({', '.join(sorted(fields))})")
+            raise SystemExit(
+                f"--set {pair!r}: expected FIELD=VALUE with FIELD a SynthConfig field ({', '.join(sorted(fields))})"
+            )
         out[name] = yaml.safe_load(value)
     return out
 
@@ -103,8 +108,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="small", help="LEMUR-Synth preset (re-simulated with its latent terms)")
     parser.add_argument("--max-iter", type=int, default=200, help="boosting iterations of each classifier")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
-                        help="replace a SynthConfig field of the preset, e.g. --set preference_drift=0.3 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        dest="overrides",
+        help="replace a SynthConfig field of the preset, e.g. --set preference_drift=0.3 (repeatable)",
+    )
     add_run_args(parser)  # --device/--precision are accepted for make bench and ignored: numpy + scikit-learn only
     args = parser.parse_args()
     set_threads(args.threads)
@@ -133,7 +144,9 @@ def main() -> None:
     shipped = REPO / "data" / f"synth-{args.preset}" / "events.parquet"
     same_as_shipped = None
     if shipped.exists() and not overrides:
-        same_as_shipped = bool(np.array_equal(pq.read_table(shipped, columns=["label"]).column("label").to_numpy(), label))
+        same_as_shipped = bool(
+            np.array_equal(pq.read_table(shipped, columns=["label"]).column("label").to_numpy(), label)
+        )
     user, doc, session = lat["user"], lat["doc"], lat["session"]
     rows = np.arange(len(doc))
 
@@ -169,13 +182,21 @@ def main() -> None:
     visual_user_shown, visual_user_clicked = user_taste_counts(visual_taste)
 
     def scored(name: str, score, kind: str, features: list[str] | None = None) -> dict:
-        return {"scorer": name, "kind": kind, "features": features or [], "auc": round(grouped_auc(score[test], y), 4),
-                "qauc": round(grouped_auc(score[test], y, groups), 4)}
+        return {
+            "scorer": name,
+            "kind": kind,
+            "features": features or [],
+            "auc": round(grouped_auc(score[test], y), 4),
+            "qauc": round(grouped_auc(score[test], y, groups), 4),
+        }
 
     def learned(name: str, columns: dict[str, np.ndarray], linear: bool = False) -> dict:
         x = np.column_stack([without_tastes, *columns.values()])
-        clf = (LogisticRegression(max_iter=1000) if linear else
-               HistGradientBoostingClassifier(max_iter=args.max_iter, learning_rate=0.1, random_state=0))
+        clf = (
+            LogisticRegression(max_iter=1000)
+            if linear
+            else HistGradientBoostingClassifier(max_iter=args.max_iter, learning_rate=0.1, random_state=0)
+        )
         clf.fit(x[train], label[train])
         return scored(name, clf.decision_function(x), "learned from histories", ["logit without tastes", *columns])
 
@@ -190,32 +211,76 @@ def main() -> None:
         learned("+ text taste, click history 16", {"text matches": text_short, "history length": n_short}),
         # The one taste feature a mean-pooled history and a dot product with the target can form:
         # the share of history documents with the target's taste (minus chance), used linearly.
-        learned("+ text taste share, click history 128, linear",
-                {"text share": np.where(n_long > 0, text_long / np.maximum(n_long, 1), 0.0)
-                 - (n_long > 0) / (text_taste.max() + 1)}, linear=True),
-        learned("+ text & visual taste, click history 128",
-                {"text matches": text_long, "visual matches": visual_long, "history length": n_long}),
-        learned("+ text & visual taste, click histories 16 + 128",
-                {"text matches": text_long, "visual matches": visual_long, "history length": n_long,
-                 "short text matches": text_short, "short visual matches": visual_short, "short length": n_short}),
-        learned("+ text & visual taste, impression history 512",
-                {"text shown": text_shown, "text clicked": text_clicked, "visual shown": visual_shown,
-                 "visual clicked": visual_clicked, "impressions": n_shown}),
+        learned(
+            "+ text taste share, click history 128, linear",
+            {
+                "text share": np.where(n_long > 0, text_long / np.maximum(n_long, 1), 0.0)
+                - (n_long > 0) / (text_taste.max() + 1)
+            },
+            linear=True,
+        ),
+        learned(
+            "+ text & visual taste, click history 128",
+            {"text matches": text_long, "visual matches": visual_long, "history length": n_long},
+        ),
+        learned(
+            "+ text & visual taste, click histories 16 + 128",
+            {
+                "text matches": text_long,
+                "visual matches": visual_long,
+                "history length": n_long,
+                "short text matches": text_short,
+                "short visual matches": visual_short,
+                "short length": n_short,
+            },
+        ),
+        learned(
+            "+ text & visual taste, impression history 512",
+            {
+                "text shown": text_shown,
+                "text clicked": text_clicked,
+                "visual shown": visual_shown,
+                "visual clicked": visual_clicked,
+                "impressions": n_shown,
+            },
+        ),
         # No history at all: per-user statistics of the training days, as a user-ID embedding sees them.
-        learned("+ text taste, user's training-day impressions (user ID)",
-                {"text shown": text_user_shown, "text clicked": text_user_clicked}),
-        learned("+ text & visual taste, user's training-day impressions (user ID)",
-                {"text shown": text_user_shown, "text clicked": text_user_clicked,
-                 "visual shown": visual_user_shown, "visual clicked": visual_user_clicked}),
+        learned(
+            "+ text taste, user's training-day impressions (user ID)",
+            {"text shown": text_user_shown, "text clicked": text_user_clicked},
+        ),
+        learned(
+            "+ text & visual taste, user's training-day impressions (user ID)",
+            {
+                "text shown": text_user_shown,
+                "text clicked": text_user_clicked,
+                "visual shown": visual_user_shown,
+                "visual clicked": visual_user_clicked,
+            },
+        ),
         # What the click history adds on top of the user-ID statistics: the margin a history model
         # has over a model with user IDs but no history (recipes/ablations/no_history.yaml).
-        learned("+ text taste, user ID and click history 128",
-                {"text shown": text_user_shown, "text clicked": text_user_clicked,
-                 "text matches": text_long, "history length": n_long}),
-        learned("+ text & visual taste, user ID and click history 128",
-                {"text shown": text_user_shown, "text clicked": text_user_clicked,
-                 "visual shown": visual_user_shown, "visual clicked": visual_user_clicked,
-                 "text matches": text_long, "visual matches": visual_long, "history length": n_long}),
+        learned(
+            "+ text taste, user ID and click history 128",
+            {
+                "text shown": text_user_shown,
+                "text clicked": text_user_clicked,
+                "text matches": text_long,
+                "history length": n_long,
+            },
+        ),
+        learned(
+            "+ text & visual taste, user ID and click history 128",
+            {
+                "text shown": text_user_shown,
+                "text clicked": text_user_clicked,
+                "visual shown": visual_user_shown,
+                "visual clicked": visual_user_clicked,
+                "text matches": text_long,
+                "visual matches": visual_long,
+                "history length": n_long,
+            },
+        ),
         scored("oracle with the true text preference", without_tastes + lat["text_term"], "oracle term"),
         scored("oracle (full click model)", lat["logit"], "oracle term"),
     ]
@@ -223,20 +288,33 @@ def main() -> None:
     for r in results:
         r["delta_auc"] = round(r["auc"] - base["auc"], 4)
         r["delta_qauc"] = round(r["qauc"] - base["qauc"], 4)
-        print(f"{r['scorer']:>52}: AUC {r['auc']:.4f} ({r['delta_auc']:+.4f})  QAUC {r['qauc']:.4f} ({r['delta_qauc']:+.4f})", flush=True)
+        print(
+            f"{r['scorer']:>52}: AUC {r['auc']:.4f} ({r['delta_auc']:+.4f})  QAUC {r['qauc']:.4f} "
+            f"({r['delta_qauc']:+.4f})",
+            flush=True,
+        )
 
-    payload = {"benchmark": "history_ceiling", "machine": machine("cpu"), "preset": args.preset,
-               "overrides": overrides,
-               "same_events_as_data_folder": same_as_shipped, "test_day": test_day,
-               "test_rows": int(test.sum()), "train_rows": int(train.sum()),
-               "mean_click_history_at_test": round(float(n_long[test].mean()), 2),
-               "history_lengths": {"long": LONG_LEN, "short": SHORT_LEN, "impressions": IMPRESSIONS_LEN},
-               "synth_click_model_ceiling": summary["click_model_ceiling"], "rows": results,
-               "wall_s": round(time.perf_counter() - start, 1),
-               "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}
+    payload = {
+        "benchmark": "history_ceiling",
+        "machine": machine("cpu"),
+        "preset": args.preset,
+        "overrides": overrides,
+        "same_events_as_data_folder": same_as_shipped,
+        "test_day": test_day,
+        "test_rows": int(test.sum()),
+        "train_rows": int(train.sum()),
+        "mean_click_history_at_test": round(float(n_long[test].mean()), 2),
+        "history_lengths": {"long": LONG_LEN, "short": SHORT_LEN, "impressions": IMPRESSIONS_LEN},
+        "synth_click_model_ceiling": summary["click_model_ceiling"],
+        "rows": results,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:]),
+    }
     path = write(f"history-ceiling-{name}", payload, "cpu", args.out)
     with open(path.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["scorer", "kind", "auc", "qauc", "delta_auc", "delta_qauc"], extrasaction="ignore")
+        w = csv.DictWriter(
+            f, fieldnames=["scorer", "kind", "auc", "qauc", "delta_auc", "delta_qauc"], extrasaction="ignore"
+        )
         w.writeheader()
         w.writerows(results)
 
@@ -256,8 +334,11 @@ def main() -> None:
     ax.invert_yaxis()
     lo = min(r["qauc"] for r in results)
     ax.set_xlim(lo - 0.02, max(r["qauc"] for r in results) + 0.04)
-    ax.set(xlabel=f"test-day QAUC (day {test_day})",
-           title=f"LEMUR-Synth {name}: what histories can add (grey: oracle terms; blue: exact tastes of history documents)")
+    ax.set(
+        xlabel=f"test-day QAUC (day {test_day})",
+        title=f"LEMUR-Synth {name}: what histories can add (grey: oracle terms; blue: exact tastes of history "
+        "documents)",
+    )
     ax.title.set_fontsize(9)
     save_figure(fig, path.with_suffix(".png"))
     print(f"wrote {path} (+ .csv, .png) in {payload['wall_s']:.0f} s")

@@ -41,11 +41,15 @@ class TasteOracleTextEncoder(TextEncoder):
         tokenizer_path: the tokenizer the DataModule uses (None = the packaged all-MiniLM-L6-v2).
     """
 
-    def __init__(self, encoder: TextEncoder, synth_json: str, scale: float = 1.0, tokenizer_path: str | None = None) -> None:
+    def __init__(
+        self, encoder: TextEncoder, synth_json: str, scale: float = 1.0, tokenizer_path: str | None = None
+    ) -> None:
         super().__init__()
         path = Path(synth_json)
         if not path.is_file():
-            raise FileNotFoundError(f"TasteOracleTextEncoder.synth_json: no such file {synth_json!r} (a LEMUR-Synth dataset's synth.json)")
+            raise FileNotFoundError(
+                f"TasteOracleTextEncoder.synth_json: no such file {synth_json!r} (a LEMUR-Synth dataset's synth.json)"
+            )
         markers = json.loads(path.read_text())["vocabulary"]["text_taste_markers"]
         from transformers import AutoTokenizer
 

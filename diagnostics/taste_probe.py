@@ -13,7 +13,8 @@ documents, scoring the other 20%. A randomly initialised encoder and the bag of 
 re-derived from the generator with the dataset's ``synth.json``), for recipes with an image tower
 (``recipes/lemur_image.yaml``); the reference row is then the covers' mean colour and hue.
 
-    python diagnostics/taste_probe.py --checkpoint e2e=outputs/.../last.ckpt --checkpoint two_stage=outputs/.../last.ckpt
+    python diagnostics/taste_probe.py --checkpoint e2e=outputs/.../last.ckpt \\
+        --checkpoint two_stage=outputs/.../last.ckpt
     python diagnostics/taste_probe.py --taste visual --recipe recipes/lemur.yaml recipes/lemur_image.yaml --tag visual
 
 Needs scikit-learn (the `test` extra, which `make` installs).
@@ -67,8 +68,10 @@ def visual_taste_labels(root: Path) -> tuple[list[int], list[int]]:
     world = build_world(cfg)
     docs = pq.read_table(root / "docs.parquet", columns=["doc_id", "image"])
     if not np.array_equal(docs.column("doc_id").to_numpy(), world.doc_id):
-        raise SystemExit(f"{root / 'docs.parquet'}: its doc_ids differ from a re-simulation with {root / 'synth.json'}; "
-                         "--taste visual needs an unmodified LEMUR-Synth dataset")
+        raise SystemExit(
+            f"{root / 'docs.parquet'}: its doc_ids differ from a re-simulation with {root / 'synth.json'}; "
+            "--taste visual needs an unmodified LEMUR-Synth dataset"
+        )
     has_image = np.asarray(docs.column("image").is_valid())
     rows = np.flatnonzero(has_image)
     return rows.tolist(), world.doc_visual_taste[rows].tolist()
@@ -118,20 +121,37 @@ def probe(x, y, seed: int = 0) -> dict:
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     clf.fit(x_train, y_train)
-    return {"accuracy": float(np.mean(clf.predict(x_test) == y_test)), "train_accuracy": float(clf.score(x_train, y_train)),
-            "test_docs": len(y_test), "classes": int(len(set(y)))}
+    return {
+        "accuracy": float(np.mean(clf.predict(x_test) == y_test)),
+        "train_accuracy": float(clf.score(x_train, y_train)),
+        "test_docs": len(y_test),
+        "classes": int(len(set(y))),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_recipe_args(parser)
     parser.add_argument("--data", type=Path, help="dataset folder (default: LEMUR-Synth --preset under data/)")
-    parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
-                        help="a checkpoint whose query/doc encoder weights are probed (repeatable)")
-    parser.add_argument("--taste", choices=["text", "visual"], default="text",
-                        help="text: the OCR marker-word taste (label read off the text); visual: the cover-hue taste "
-                             "(label from re-simulating the dataset's synth.json; use an image recipe)")
-    parser.add_argument("--tag", default="", help="results file name taste-probe-<tag>-<date>-cpu.* (so another probe does not overwrite one)")
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a checkpoint whose query/doc encoder weights are probed (repeatable)",
+    )
+    parser.add_argument(
+        "--taste",
+        choices=["text", "visual"],
+        default="text",
+        help="text: the OCR marker-word taste (label read off the text); visual: the cover-hue taste "
+        "(label from re-simulating the dataset's synth.json; use an image recipe)",
+    )
+    parser.add_argument(
+        "--tag",
+        default="",
+        help="results file name taste-probe-<tag>-<date>-cpu.* (so another probe does not overwrite one)",
+    )
     add_run_args(parser)
     args = parser.parse_args()
     set_threads(args.threads)
@@ -168,13 +188,28 @@ def main() -> None:
         load_encoders(model, path)
         results.append({"encoder": name, "checkpoint": path, **probe(document_vectors(model, dm)[rows], y)})
     for r in results:
-        print(f"{r['encoder']:>32}: held-out taste accuracy {r['accuracy']:.3f} (train {r['train_accuracy']:.3f})", flush=True)
-    payload = {"benchmark": "taste_probe", "machine": machine("cpu"), "recipe": args.recipe, "data": str(root), "taste": args.taste,
-               "labelled_docs": len(rows), "chance": float(np.bincount(y).max() / len(y)), "rows": results,
-               "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}
+        print(
+            f"{r['encoder']:>32}: held-out taste accuracy {r['accuracy']:.3f} (train {r['train_accuracy']:.3f})",
+            flush=True,
+        )
+    payload = {
+        "benchmark": "taste_probe",
+        "machine": machine("cpu"),
+        "recipe": args.recipe,
+        "data": str(root),
+        "taste": args.taste,
+        "labelled_docs": len(rows),
+        "chance": float(np.bincount(y).max() / len(y)),
+        "rows": results,
+        "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:]),
+    }
     path = write("taste-probe" + (f"-{args.tag}" if args.tag else ""), payload, "cpu", args.out)
     with open(path.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["encoder", "accuracy", "train_accuracy", "test_docs", "classes", "checkpoint"], extrasaction="ignore")
+        w = csv.DictWriter(
+            f,
+            fieldnames=["encoder", "accuracy", "train_accuracy", "test_docs", "classes", "checkpoint"],
+            extrasaction="ignore",
+        )
         w.writeheader()
         w.writerows(results)
     import matplotlib

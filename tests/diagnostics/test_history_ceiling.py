@@ -39,15 +39,29 @@ def test_taste_counts_count_matching_history_documents_only() -> None:
 
 
 def test_history_ceiling_runs_on_tiny(tmp_path: Path) -> None:
-    cmd = [sys.executable, str(REPO / "diagnostics/history_ceiling.py"), "--preset", "tiny", "--max-iter", "20",
-           "--threads", "1", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        str(REPO / "diagnostics/history_ceiling.py"),
+        "--preset",
+        "tiny",
+        "--max-iter",
+        "20",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     [result] = tmp_path.glob("history-ceiling-tiny-*.json")
     payload = json.loads(result.read_text())
     rows = {r["scorer"]: r for r in payload["rows"]}
     # the oracle rows are the click model's own ceilings, recomputed on the test day
-    assert rows["oracle (full click model)"]["qauc"] > rows["oracle without tastes"]["qauc"] > rows["relevance only"]["qauc"]
+    assert (
+        rows["oracle (full click model)"]["qauc"]
+        > rows["oracle without tastes"]["qauc"]
+        > rows["relevance only"]["qauc"]
+    )
     assert rows["same classifier, no history"]["delta_qauc"] == 0.0
     assert all(0.0 < r["auc"] < 1.0 and 0.0 < r["qauc"] < 1.0 for r in rows.values()) and len(rows) == 15
     assert payload["test_day"] == 4 and payload["test_rows"] > 0
@@ -59,8 +73,22 @@ def test_history_ceiling_runs_on_tiny(tmp_path: Path) -> None:
 
 
 def test_history_ceiling_set_overrides_the_preset(tmp_path: Path) -> None:
-    cmd = [sys.executable, str(REPO / "diagnostics/history_ceiling.py"), "--preset", "tiny", "--max-iter", "10",
-           "--threads", "1", "--out", str(tmp_path), "--set", "new_user_share=0.5", "--set", "w_text_taste=1.5"]
+    cmd = [
+        sys.executable,
+        str(REPO / "diagnostics/history_ceiling.py"),
+        "--preset",
+        "tiny",
+        "--max-iter",
+        "10",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--set",
+        "new_user_share=0.5",
+        "--set",
+        "w_text_taste=1.5",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     [result] = tmp_path.glob("history-ceiling-tiny-new_user_share0.5-w_text_taste1.5-*.json")

@@ -49,9 +49,12 @@ def test_code_is_the_share_of_marker_tokens_per_taste(tiny: Path) -> None:
     assert code[1].sum() == 0 and code[2].sum() == 0  # masked-out markers do not count; no marker = zeros
     out = oracle(tokens, mask, torch.zeros_like(tokens))
     assert out.shape == (3, 24)
-    torch.testing.assert_close(out[:, -len(markers):], 2.0 * code)
+    torch.testing.assert_close(out[:, -len(markers) :], 2.0 * code)
     out.sum().backward()  # the wrapped encoder still trains through the other outputs
-    assert oracle.encoder.proj.weight.grad is not None and oracle.encoder.proj.weight.grad[: 24 - len(markers)].abs().sum() > 0
+    assert (
+        oracle.encoder.proj.weight.grad is not None
+        and oracle.encoder.proj.weight.grad[: 24 - len(markers)].abs().sum() > 0
+    )
 
 
 def test_missing_synth_json_is_named(tmp_path: Path) -> None:
@@ -59,14 +62,32 @@ def test_missing_synth_json_is_named(tmp_path: Path) -> None:
     from lemur.encoders import TransformerTextEncoder
 
     with pytest.raises(FileNotFoundError, match="synth_json: no such file"):
-        TasteOracleTextEncoder(TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32), str(tmp_path / "none.json"))
+        TasteOracleTextEncoder(
+            TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32), str(tmp_path / "none.json")
+        )
 
 
 @pytest.mark.slow
 def test_oracle_suite_runs_on_tiny(tiny: Path, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "lemur.cli", "run", "diagnostics/oracle_taste_suite.yaml", "--config", "recipes/tiny.yaml",
-           "--seeds", "0", "--max-steps", "2", "--out", str(tmp_path / "out"), "--data", str(tiny),
-           "--model.init_args.doc_encoder.init_args.modalities.text.init_args.synth_json", str(tiny / "synth.json")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lemur.cli",
+        "run",
+        "diagnostics/oracle_taste_suite.yaml",
+        "--config",
+        "recipes/tiny.yaml",
+        "--seeds",
+        "0",
+        "--max-steps",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+        "--data",
+        str(tiny),
+        "--model.init_args.doc_encoder.init_args.modalities.text.init_args.synth_json",
+        str(tiny / "synth.json"),
+    ]
     env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns.db'}"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

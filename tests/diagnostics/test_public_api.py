@@ -15,7 +15,9 @@ def test_diagnostics_import_no_private_lemur_names() -> None:
     for path in scripts:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lemur"):
-                private += [f"{path.name}: from {node.module} import {a.name}" for a in node.names if a.name.startswith("_")]
+                private += [
+                    f"{path.name}: from {node.module} import {a.name}" for a in node.names if a.name.startswith("_")
+                ]
                 if any(part.startswith("_") for part in node.module.split(".")):
                     private.append(f"{path.name}: from {node.module}")
     assert not private, private
