@@ -141,7 +141,7 @@ VERBS = (
     ("test", "evaluate a checkpoint on the test days: lemur test -c RECIPE --ckpt_path CKPT"),
     ("predict", "score the test days to Parquet: lemur predict -c RECIPE --ckpt_path CKPT --predictions.output_path F"),
     ("run", "run a suite of recipes x seeds and write a comparison report: lemur run recipes/suites/SUITE.yaml"),
-    ("data", "make and check datasets: lemur data synth | validate | movielens | mind | ... (lemur data --help)"),
+    ("data", "make and check datasets: lemur data synth | validate | movielens-100k | mind | ... (lemur data --help)"),
 )
 
 

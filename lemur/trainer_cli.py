@@ -395,7 +395,7 @@ class LemurCLI(LightningCLI):
         print(note, file=sys.stderr, flush=True)
 
     def before_instantiate_classes(self) -> None:
-        cfg = self.config[self.subcommand]
+        cfg = self.config[self.subcommand] if self.subcommand else self.config  # run=False: no subcommand
         self._fill_vocab_size(cfg)
         if self.subcommand == "predict":
             self._predict_only(cfg)
