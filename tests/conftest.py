@@ -21,19 +21,23 @@ def _png(color: tuple[int, int, int], size: int = 16) -> bytes:
     return buf.getvalue()
 
 
-def make_tables(n_docs: int = 40, n_users: int = 6, n_days: int = 4, sessions_per_day: int = 3, seed: int = 0) -> tuple[pa.Table, pa.Table]:
+def make_tables(
+    n_docs: int = 40, n_users: int = 6, n_days: int = 4, sessions_per_day: int = 3, seed: int = 0
+) -> tuple[pa.Table, pa.Table]:
     """A tiny valid (docs, events) pair: each user has a few 4-row sessions per day."""
     rng = np.random.default_rng(seed)
     doc_ids = rng.permutation(10_000)[:n_docs].astype(np.int64) + 1_000
-    docs = pa.table({
-        "doc_id": doc_ids,
-        "title": [" ".join(rng.choice(WORDS, 4)) for _ in range(n_docs)],
-        "ocr": [" ".join(rng.choice(WORDS, 6)) for _ in range(n_docs)],
-        "asr": [None if i % 3 == 0 else "music" for i in range(n_docs)],
-        "cover_text": ["coffee" for _ in range(n_docs)],
-        "image": [None if i % 7 == 0 else _png((i * 5 % 256, 100, 50)) for i in range(n_docs)],
-        "publish_day": pa.array(np.minimum(np.arange(n_docs) // 12, n_days - 1), pa.int32()),
-    })
+    docs = pa.table(
+        {
+            "doc_id": doc_ids,
+            "title": [" ".join(rng.choice(WORDS, 4)) for _ in range(n_docs)],
+            "ocr": [" ".join(rng.choice(WORDS, 6)) for _ in range(n_docs)],
+            "asr": [None if i % 3 == 0 else "music" for i in range(n_docs)],
+            "cover_text": ["coffee" for _ in range(n_docs)],
+            "image": [None if i % 7 == 0 else _png((i * 5 % 256, 100, 50)) for i in range(n_docs)],
+            "publish_day": pa.array(np.minimum(np.arange(n_docs) // 12, n_days - 1), pa.int32()),
+        }
+    )
     rows = []
     session = 0
     for day in range(n_days):
@@ -42,14 +46,34 @@ def make_tables(n_docs: int = 40, n_users: int = 6, n_days: int = 4, sessions_pe
                 ts = day * 86_400 + user * 1_000 + s * 100
                 shown = rng.choice(n_docs, 4, replace=False)
                 for pos, d in enumerate(shown):
-                    rows.append((ts, day, 500 + user, session, " ".join(rng.choice(WORDS, 2)), doc_ids[d], int(rng.random() < 0.4), ts // 3600 % 24, float(pos)))
+                    rows.append(
+                        (
+                            ts,
+                            day,
+                            500 + user,
+                            session,
+                            " ".join(rng.choice(WORDS, 2)),
+                            doc_ids[d],
+                            int(rng.random() < 0.4),
+                            ts // 3600 % 24,
+                            float(pos),
+                        )
+                    )
                 session += 1
     cols = list(zip(*rows))
-    events = pa.table({
-        "timestamp": pa.array(cols[0], pa.int64()), "day": pa.array(cols[1], pa.int32()), "user_id": pa.array(cols[2], pa.int64()),
-        "session_id": pa.array(cols[3], pa.int64()), "query": pa.array(cols[4], pa.string()), "doc_id": pa.array(cols[5], pa.int64()),
-        "label": pa.array(cols[6], pa.int8()), "cat_hour": pa.array(cols[7], pa.int64()), "dense_position": pa.array(cols[8], pa.float32()),
-    })
+    events = pa.table(
+        {
+            "timestamp": pa.array(cols[0], pa.int64()),
+            "day": pa.array(cols[1], pa.int32()),
+            "user_id": pa.array(cols[2], pa.int64()),
+            "session_id": pa.array(cols[3], pa.int64()),
+            "query": pa.array(cols[4], pa.string()),
+            "doc_id": pa.array(cols[5], pa.int64()),
+            "label": pa.array(cols[6], pa.int8()),
+            "cat_hour": pa.array(cols[7], pa.int64()),
+            "dense_position": pa.array(cols[8], pa.float32()),
+        }
+    )
     return docs, events
 
 

@@ -63,7 +63,12 @@ def test_count_params_by_component() -> None:
     model = TwoLinear(12, 8, 5)
     model.second.requires_grad_(False)
     counts = count_params(model)
-    assert counts == {"first": 12 * 8 + 8, "second": 8 * 5 + 5, "total": 12 * 8 + 8 + 8 * 5 + 5, "trainable": 12 * 8 + 8}
+    assert counts == {
+        "first": 12 * 8 + 8,
+        "second": 8 * 5 + 5,
+        "total": 12 * 8 + 8 + 8 * 5 + 5,
+        "trainable": 12 * 8 + 8,
+    }
 
 
 class WithBank(nn.Module):

@@ -43,7 +43,7 @@ def test_find_last_checkpoint_picks_the_newest_in_lemurs_layouts(tmp_path: Path)
     _touch(tmp_path / "runs/1/aaa/checkpoints/last.ckpt", now - 30)
     newest = _touch(tmp_path / "runs/1/bbb/checkpoints/last.ckpt", now - 10)
     _touch(tmp_path / "runs/1/bbb/checkpoints/best-epoch=0-step=4.ckpt", now)  # not a "last"
-    _touch(tmp_path / "runs/checkpoints/last.ckpt", now - 20)                  # the layout without a logger
+    _touch(tmp_path / "runs/checkpoints/last.ckpt", now - 20)  # the layout without a logger
     assert find_last_checkpoint(tmp_path / "runs") == newest
     versioned = _touch(tmp_path / "runs/2/ccc/checkpoints/last-v1.ckpt", now - 5)
     assert find_last_checkpoint(tmp_path / "runs") == versioned
@@ -55,8 +55,9 @@ def _fit_args(*extra: str) -> list[str]:
     return ["fit", "-c", str(BASE), "-c", str(TINY), "--trainer.logger", "false", *extra]
 
 
-def test_ckpt_path_errors_exit_2_without_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture) -> None:
+def test_ckpt_path_errors_exit_2_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["lemur"])
     assert main(_fit_args("--ckpt_path", str(tmp_path / "nope.ckpt"))) == 2
@@ -71,16 +72,36 @@ def test_ckpt_path_errors_exit_2_without_a_traceback(tmp_path: Path, monkeypatch
 
 
 # ------------------------------------------------------------------------------ recipe errors
-@pytest.mark.parametrize("override, where, words", [
-    ("model:\n  init_args:\n    sqdc_wieght: 0.2\n", "model.sqdc_wieght: 0.2", ["sqdc_wieght", "not accepted"]),
-    ("model:\n  init_args:\n    backbone:\n      class_path: lemur.ranking.NoSuchBackbone\n",
-     "model.backbone.class_path: lemur.ranking.NoSuchBackbone", ["NoSuchBackbone"]),
-    ("data:\n  init_args:\n    batch_size: lots\n", "data.batch_size: lots", ["batch_size", "Expected a <class 'int'>", "lots"]),
-    ("model:\n  init_args:\n    memory_bank:\n      class_path: lemur.memory.ReplicatedMemoryBank\n"
-     "      init_args: {capacity: 8192, dim: 64}\n", "model.memory_bank.dim: 64", ["memory_bank.dim=64", "doc_encoder.out_dim=128"]),
-])
-def test_bad_recipe_names_key_value_file_and_line(override: str, where: str, words: list[str], tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "override, where, words",
+    [
+        ("model:\n  init_args:\n    sqdc_wieght: 0.2\n", "model.sqdc_wieght: 0.2", ["sqdc_wieght", "not accepted"]),
+        (
+            "model:\n  init_args:\n    backbone:\n      class_path: lemur.ranking.NoSuchBackbone\n",
+            "model.backbone.class_path: lemur.ranking.NoSuchBackbone",
+            ["NoSuchBackbone"],
+        ),
+        (
+            "data:\n  init_args:\n    batch_size: lots\n",
+            "data.batch_size: lots",
+            ["batch_size", "Expected a <class 'int'>", "lots"],
+        ),
+        (
+            "model:\n  init_args:\n    memory_bank:\n      class_path: lemur.memory.ReplicatedMemoryBank\n"
+            "      init_args: {capacity: 8192, dim: 64}\n",
+            "model.memory_bank.dim: 64",
+            ["memory_bank.dim=64", "doc_encoder.out_dim=128"],
+        ),
+    ],
+)
+def test_bad_recipe_names_key_value_file_and_line(
+    override: str,
+    where: str,
+    words: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["lemur"])
     recipe = tmp_path / "override.yaml"
@@ -94,8 +115,9 @@ def test_bad_recipe_names_key_value_file_and_line(override: str, where: str, wor
         assert word in err, (word, err)
 
 
-def test_bad_option_on_the_command_line_is_located(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture) -> None:
+def test_bad_option_on_the_command_line_is_located(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["lemur"])
     assert main(_fit_args("--trainer.max_steps", "ten")) == 2
@@ -104,11 +126,14 @@ def test_bad_option_on_the_command_line_is_located(tmp_path: Path, monkeypatch: 
 
 
 def test_explain_drops_jsonargparse_noise() -> None:
-    message = ('Parser key "data":\n  Does not validate against any of the Union subtypes\n  Subtypes: [A, B]\n  Errors:\n'
-               '    - Problem with given class_path \'lemur.data.LemurDataModule\':\n        Parser key "batch_size":\n'
-               "          Expected a <class 'int'>. Got value: lots\n    - Expected a <class 'NoneType'>\n"
-               "  Given value type: <class 'dict'>\n  Given value: {'init_args': {'batch_size': 'lots'}}\n"
-               f"  Given value: Namespace({'x=1, ' * 40})")  # a long dump is dropped, a short value kept
+    # a long dump is dropped, a short value kept
+    message = (
+        'Parser key "data":\n  Does not validate against any of the Union subtypes\n  Subtypes: [A, B]\n  Errors:\n'
+        "    - Problem with given class_path 'lemur.data.LemurDataModule':\n        Parser key \"batch_size\":\n"
+        "          Expected a <class 'int'>. Got value: lots\n    - Expected a <class 'NoneType'>\n"
+        "  Given value type: <class 'dict'>\n  Given value: {'init_args': {'batch_size': 'lots'}}\n"
+        f"  Given value: Namespace({'x=1, ' * 40})"
+    )
     text = explain(message, ["fit", "--data.init_args.batch_size", "lots"])
     assert "Subtypes" not in text and "Given value type" not in text and "NoneType" not in text
     assert "Got value: lots" in text and "command line: --data.init_args.batch_size lots" in text
@@ -124,7 +149,7 @@ def test_resumable_sampler_continues_mid_epoch_and_splits_like_distributed_sampl
     assert sorted(order) == data and len(whole) == 103
     resumed = ResumableSampler(data, batch_size=10, seed=3)
     resumed.start_at(2, batches_done=4)
-    assert list(resumed) == order[40:] and len(resumed) == 103   # the rest of the epoch; len stays the full epoch
+    assert list(resumed) == order[40:] and len(resumed) == 103  # the rest of the epoch; len stays the full epoch
     resumed.set_epoch(3)
     assert list(resumed) == list(ResumableSampler(data, batch_size=10, seed=3, epoch_source=lambda: 3))
     # epoch_source (the trainer's epoch) numbers later passes, whatever set_epoch said
@@ -143,8 +168,14 @@ def test_resumable_sampler_continues_mid_epoch_and_splits_like_distributed_sampl
 
 
 def _dm(root: Path, **kwargs) -> LemurDataModule:
-    dm = LemurDataModule(root=str(root), batch_size=8, eval_batch_size=50, num_workers=0,
-                         tokenizer=TokenizerConfig(fields={"title": 8, "ocr": 8}, query_len=4), **kwargs)
+    dm = LemurDataModule(
+        root=str(root),
+        batch_size=8,
+        eval_batch_size=50,
+        num_workers=0,
+        tokenizer=TokenizerConfig(fields={"title": 8, "ocr": 8}, query_len=4),
+        **kwargs,
+    )
     dm.setup("fit")
     return dm
 
@@ -152,13 +183,27 @@ def _dm(root: Path, **kwargs) -> LemurDataModule:
 def test_datamodule_state_records_the_data_position_and_restores_it(handmade_dataset: Path) -> None:
     dm = _dm(handmade_dataset)
     first = [b["doc_index"].tolist() for b in dm.train_dataloader()]
-    trainer = SimpleNamespace(state=SimpleNamespace(fn="fit"), num_training_batches=len(first), world_size=1, global_rank=0,
-                              current_epoch=0, fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(
-                                  batch_progress=SimpleNamespace(current=SimpleNamespace(processed=3)))))
+    trainer = SimpleNamespace(
+        state=SimpleNamespace(fn="fit"),
+        num_training_batches=len(first),
+        world_size=1,
+        global_rank=0,
+        current_epoch=0,
+        fit_loop=SimpleNamespace(
+            epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(current=SimpleNamespace(processed=3)))
+        ),
+    )
     dm.trainer = trainer
     dm.train_dataloader()
     state = dm.state_dict()
-    assert state["train_sampler"] == {"seed": 0, "epoch": 0, "batches_done": 3, "epoch_finished": False, "batch_size": 8, "world_size": 1}
+    assert state["train_sampler"] == {
+        "seed": 0,
+        "epoch": 0,
+        "batches_done": 3,
+        "epoch_finished": False,
+        "batch_size": 8,
+        "world_size": 1,
+    }
     fresh = _dm(handmade_dataset)
     fresh.trainer = trainer
     fresh.load_state_dict(state)
@@ -260,11 +305,13 @@ def test_unusable_tracking_store_warns_once_and_goes_offline(tmp_path: Path) -> 
 @pytest.fixture(scope="module")
 def tracking_db(tmp_path_factory: pytest.TempPathFactory) -> str:
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlruns.db'}"
-    SafeMLFlowLogger(experiment_name="lemur", tracking_uri=uri).run_id  # create the schema once
+    _ = SafeMLFlowLogger(experiment_name="lemur", tracking_uri=uri).run_id  # create the schema once
     return uri
 
 
-def test_tracking_failing_mid_run_warns_once_and_never_raises(tracking_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tracking_failing_mid_run_warns_once_and_never_raises(
+    tracking_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     logger = SafeMLFlowLogger(experiment_name="lemur", tracking_uri=tracking_db)
     run_id = logger.run_id
     logger.log_metrics({"train/loss": 1.0}, step=1)

@@ -33,7 +33,8 @@ model:
     features: {token_dim: 16, user_buckets: 200, doc_buckets: 200, cat_buckets: 50, num_cat: 1, num_dense: 1}
     query_encoder:
       class_path: lemur.encoders.TransformerTextEncoder
-      init_args: {num_layers: 1, hidden_dim: 16, num_heads: 2, ffn_dim: 32, num_types: 1, max_len: 16, out_dim: 16, dropout: 0.0}
+      init_args: {num_layers: 1, hidden_dim: 16, num_heads: 2, ffn_dim: 32, num_types: 1, max_len: 16, \
+out_dim: 16, dropout: 0.0}
     doc_encoder:
       class_path: lemur.encoders.DocumentEncoder
       init_args:
@@ -41,7 +42,8 @@ model:
         modalities:
           text:
             class_path: lemur.encoders.TransformerTextEncoder
-            init_args: {num_layers: 1, hidden_dim: 16, num_heads: 2, ffn_dim: 32, num_types: 5, max_len: 80, out_dim: 16, dropout: 0.0}
+            init_args: {num_layers: 1, hidden_dim: 16, num_heads: 2, ffn_dim: 32, num_types: 5, max_len: 80, \
+out_dim: 16, dropout: 0.0}
     memory_bank:
       class_path: lemur.memory.ReplicatedMemoryBank
       init_args: {capacity: 64, dim: 16}
@@ -67,8 +69,22 @@ def fit(tmp_path: Path, handmade_dataset: Path, monkeypatch: pytest.MonkeyPatch)
     (tmp_path / "small.yaml").write_text(SMALL)
 
     def run(*extra: str, capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-        code = main(["fit", "-c", str(BASE), "-c", str(TINY), "-c", str(tmp_path / "small.yaml"),
-                     "--data.init_args.root", str(handmade_dataset), "--test_after_fit", "false", *extra])
+        code = main(
+            [
+                "fit",
+                "-c",
+                str(BASE),
+                "-c",
+                str(TINY),
+                "-c",
+                str(tmp_path / "small.yaml"),
+                "--data.init_args.root",
+                str(handmade_dataset),
+                "--test_after_fit",
+                "false",
+                *extra,
+            ]
+        )
         out = capsys.readouterr()
         return code, out.out, out.err
 
@@ -100,19 +116,28 @@ def test_nonfinite_loss_raises_by_default(fit, monkeypatch: pytest.MonkeyPatch, 
 
 
 @pytest.mark.slow
-def test_nonfinite_loss_skip_skips_exactly_the_bad_steps(fit, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_nonfinite_loss_skip_skips_exactly_the_bad_steps(
+    fit, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     poisoned = _poison_dense(monkeypatch, user=500)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        code, out, err = fit("--trainer.logger", "false", "--model.init_args.nonfinite_loss", "skip", "--trainer.max_steps", "-1",
-                             capsys=capsys)
+        code, out, err = fit(
+            "--trainer.logger",
+            "false",
+            "--model.init_args.nonfinite_loss",
+            "skip",
+            "--trainer.max_steps",
+            "-1",
+            capsys=capsys,
+        )
     assert code == 0, err[-3000:]
     from lemur.trainer_cli import LemurCLI
 
     cli = LemurCLI.current
     dm = cli.datamodule
     order = list(ResumableSampler(list(range(len(dm.splits["train"]))), 8, seed=0))
-    batches = [dm.splits["train"][order[i * 8:(i + 1) * 8]] for i in range(6)]
+    batches = [dm.splits["train"][order[i * 8 : (i + 1) * 8]] for i in range(6)]
     expected = sum(bool(np.isin(b, poisoned).any()) for b in batches)
     assert 0 < expected < 6, "the poisoned user should hit some of the 6 batches, not all"
     assert cli.model.nonfinite_steps == expected
@@ -133,11 +158,16 @@ def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(fit, capsys: pytest.C
 
     before = signal.getsignal(signal.SIGINT)  # SIG_IGN when the tests run as a background job
     signal_cb = tmp_path / "sigint.yaml"
-    signal_cb.write_text("trainer:\n  callbacks+:\n    - class_path: fault_injection.SignalAtStep\n      init_args: {step: 2, signal: SIGINT}\n")
+    signal_cb.write_text(
+        "trainer:\n  callbacks+:\n    - class_path: fault_injection.SignalAtStep\n      init_args: {step: 2, signal: "
+        "SIGINT}\n"
+    )
     code, _, err = fit("--trainer.logger", "false", "-c", str(signal_cb), capsys=capsys)
     assert code == 130, err[-3000:]
     assert "Ctrl+C: finishing the current step" in err
-    match = re.search(r"stopped by SIGINT at global step (\d+); wrote (\S+)\n  resume with: lemur fit .* --ckpt_path (\S+)", err)
+    match = re.search(
+        r"stopped by SIGINT at global step (\d+); wrote (\S+)\n  resume with: lemur fit .* --ckpt_path (\S+)", err
+    )
     assert match, err[-2000:]
     assert int(match.group(1)) == 2 and match.group(2) == match.group(3)
     ckpt = torch.load(match.group(2), map_location="cpu", weights_only=True)
@@ -148,20 +178,28 @@ def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(fit, capsys: pytest.C
 
 
 @pytest.mark.slow
-def test_mlflow_breaking_mid_run_does_not_stop_training(fit, capsys: pytest.CaptureFixture, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mlflow_breaking_mid_run_does_not_stop_training(
+    fit, capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = tmp_path / "mlruns.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
     breaker = tmp_path / "break.yaml"
-    breaker.write_text(f"trainer:\n  callbacks+:\n    - class_path: fault_injection.BreakFileAtStep\n      init_args: {{step: 3, path: {db}}}\n")
+    breaker.write_text(
+        f"trainer:\n  callbacks+:\n    - class_path: fault_injection.BreakFileAtStep\n      init_args: {{step: 3, "
+        f"path: {db}}}\n"
+    )
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        code, out, err = fit("-c", str(breaker), "--trainer.logger.init_args.tracking_uri", f"sqlite:///{db}", capsys=capsys)
+        code, out, err = fit(
+            "-c", str(breaker), "--trainer.logger.init_args.tracking_uri", f"sqlite:///{db}", capsys=capsys
+        )
     assert code == 0, err[-3000:]
     failures = [str(w.message) for w in record if "MLflow tracking at" in str(w.message)]
     assert len(failures) == 1, failures
     assert "lemur run summary" in out and "this run is not (completely) tracked" in out
-    assert re.search(r"^last checkpoint: (runs/\d+/[0-9a-f]{32}/checkpoints/last\.ckpt)$", out, flags=re.MULTILINE), out[-1500:]
+    assert re.search(r"^last checkpoint: (runs/\d+/[0-9a-f]{32}/checkpoints/last\.ckpt)$", out, flags=re.MULTILINE), (
+        out[-1500:]
+    )
 
 
 @pytest.mark.slow
@@ -169,11 +207,18 @@ def test_unusable_tracking_store_trains_offline(fit, capsys: pytest.CaptureFixtu
     (tmp_path / "file").write_text("x")
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        code, out, err = fit("--trainer.logger.init_args.tracking_uri", f"sqlite:///{tmp_path}/file/mlruns.db",
-                             "--trainer.max_steps", "2", capsys=capsys)
+        code, out, err = fit(
+            "--trainer.logger.init_args.tracking_uri",
+            f"sqlite:///{tmp_path}/file/mlruns.db",
+            "--trainer.max_steps",
+            "2",
+            capsys=capsys,
+        )
     assert code == 0, err[-3000:]
     assert len([w for w in record if "MLflow tracking at" in str(w.message)]) == 1
-    assert re.search(r"^last checkpoint: runs/offline/\d{8}-\d{6}-\d+/checkpoints/last\.ckpt$", out, flags=re.MULTILINE), out[-1500:]
+    assert re.search(
+        r"^last checkpoint: runs/offline/\d{8}-\d{6}-\d+/checkpoints/last\.ckpt$", out, flags=re.MULTILINE
+    ), out[-1500:]
 
 
 @pytest.mark.slow

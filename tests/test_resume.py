@@ -41,7 +41,8 @@ model:
     features: {token_dim: 16, user_buckets: 500, doc_buckets: 500, cat_buckets: 100, num_cat: 1, num_dense: 1}
     query_encoder:
       class_path: lemur.encoders.TransformerTextEncoder
-      init_args: {num_layers: 1, hidden_dim: 32, num_heads: 2, ffn_dim: 64, num_types: 1, max_len: 16, out_dim: 32, dropout: 0.1}
+      init_args: {num_layers: 1, hidden_dim: 32, num_heads: 2, ffn_dim: 64, num_types: 1, max_len: 16, \
+out_dim: 32, dropout: 0.1}
     doc_encoder:
       class_path: lemur.encoders.DocumentEncoder
       init_args:
@@ -49,7 +50,8 @@ model:
         modalities:
           text:
             class_path: lemur.encoders.TransformerTextEncoder
-            init_args: {num_layers: 1, hidden_dim: 32, num_heads: 2, ffn_dim: 64, num_types: 5, max_len: 80, out_dim: 32, dropout: 0.1}
+            init_args: {num_layers: 1, hidden_dim: 32, num_heads: 2, ffn_dim: 64, num_types: 5, max_len: 80, \
+out_dim: 32, dropout: 0.1}
     memory_bank:
       class_path: lemur.memory.ReplicatedMemoryBank
       init_args: {capacity: 400, dim: 32}
@@ -80,11 +82,28 @@ def _lemur() -> str:
     return str(Path(sys.executable).with_name("lemur"))
 
 
-def _start(tmp: Path, name: str, *extra: str, slow: int = -1, delay: float = 0.0, env: dict | None = None) -> subprocess.Popen:
+def _start(
+    tmp: Path, name: str, *extra: str, slow: int = -1, delay: float = 0.0, env: dict | None = None
+) -> subprocess.Popen:
     probe = tmp / f"probe-{name}.yaml"
     probe.write_text(PROBE.format(out=tmp / name, slow=slow, delay=delay))
-    cmd = [_lemur(), "fit", "-c", str(BASE), "-c", str(TINY), "-c", str(tmp / "small.yaml"), "-c", str(probe),
-           "--data.init_args.root", str(tmp / "tiny"), "--test_after_fit", "false", *extra]
+    cmd = [
+        _lemur(),
+        "fit",
+        "-c",
+        str(BASE),
+        "-c",
+        str(TINY),
+        "-c",
+        str(tmp / "small.yaml"),
+        "-c",
+        str(probe),
+        "--data.init_args.root",
+        str(tmp / "tiny"),
+        "--test_after_fit",
+        "false",
+        *extra,
+    ]
     log = open(tmp / f"{name}.log", "w")
     return subprocess.Popen(cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
@@ -113,10 +132,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     tmp = tmp_path_factory.mktemp("resume")
     generate(PRESETS["tiny"], tmp / "tiny", progress=False)
     (tmp / "small.yaml").write_text(SMALL)
-    environ = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "plugins"), os.environ.get("PYTHONPATH", "")]),
-               "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlruns.db'}",
-               # one thread per process: the reference run goes in parallel with the interrupted one
-               "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    environ = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "plugins"), os.environ.get("PYTHONPATH", "")]),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlruns.db'}",
+        # one thread per process: the reference run goes in parallel with the interrupted one
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     return tmp, environ
 
 
@@ -124,7 +147,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def test_sigterm_then_sigkill_then_resume_matches_an_uninterrupted_run(env: tuple[Path, dict]) -> None:
     tmp, environ = env
     started = time.perf_counter()
-    reference = _start(tmp, "ref", "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp / "ref-runs"), env=environ)
+    reference = _start(
+        tmp, "ref", "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp / "ref-runs"), env=environ
+    )
 
     # 1. SIGTERM mid-epoch 0: the run finishes its step, writes last.ckpt, exits 143 with the resume command.
     a = _start(tmp, "A", slow=2, delay=3.0, env=environ)

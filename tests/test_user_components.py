@@ -29,9 +29,27 @@ def test_user_encoder_by_class_path_trains_and_reloads(tmp_path: Path, monkeypat
         "    aux_losses:\n      - class_path: my_components.DocNormLoss\n        init_args: {norm: 1.0, weight: 0.01}\n"
         "    logit_terms:\n      - class_path: my_components.UserBias\n        init_args: {buckets: 10}\n"
     )
-    cli = LemurCLI(args=["fit", "-c", str(REPO / "recipes/lemur.yaml"), "-c", str(REPO / "recipes/tiny.yaml"), "-c", str(override),
-                         "--data.init_args.root", str(tmp_path / "tiny"), "--trainer.logger", "false", "--trainer.max_steps", "2",
-                         "--trainer.enable_progress_bar", "false", "--test_after_fit", "false"])
+    cli = LemurCLI(
+        args=[
+            "fit",
+            "-c",
+            str(REPO / "recipes/lemur.yaml"),
+            "-c",
+            str(REPO / "recipes/tiny.yaml"),
+            "-c",
+            str(override),
+            "--data.init_args.root",
+            str(tmp_path / "tiny"),
+            "--trainer.logger",
+            "false",
+            "--trainer.max_steps",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--test_after_fit",
+            "false",
+        ]
+    )
     assert type(cli.model.query_encoder).__name__ == "BagOfWordsEncoder"
     assert cli.trainer.global_step == 2
     ckpt = cli.trainer.checkpoint_callback.last_model_path
@@ -43,9 +61,27 @@ def test_user_encoder_by_class_path_trains_and_reloads(tmp_path: Path, monkeypat
         torch.testing.assert_close(a, b, msg=name)
     # `lemur predict` writes the scores of the test days to Parquet
     out = tmp_path / "pred" / "scores.parquet"
-    LemurCLI(args=["predict", "-c", str(REPO / "recipes/lemur.yaml"), "-c", str(REPO / "recipes/tiny.yaml"), "-c", str(override),
-                   "--data.init_args.root", str(tmp_path / "tiny"), "--trainer.logger", "false", "--ckpt_path", ckpt,
-                   "--predictions.output_path", str(out), "--trainer.enable_progress_bar", "false"])
+    LemurCLI(
+        args=[
+            "predict",
+            "-c",
+            str(REPO / "recipes/lemur.yaml"),
+            "-c",
+            str(REPO / "recipes/tiny.yaml"),
+            "-c",
+            str(override),
+            "--data.init_args.root",
+            str(tmp_path / "tiny"),
+            "--trainer.logger",
+            "false",
+            "--ckpt_path",
+            ckpt,
+            "--predictions.output_path",
+            str(out),
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
     import pyarrow.parquet as pq
 
     table = pq.read_table(out)

@@ -1,4 +1,5 @@
-"""TransformerTextEncoder: CLS and masked-mean pooling ignore padding; mean pooling is the masked mean; bad values are named."""
+"""TransformerTextEncoder: CLS and masked-mean pooling ignore padding; mean pooling is the masked mean;
+bad values are named."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from lemur.encoders import TransformerTextEncoder
 
 def _encoder(pooling: str) -> TransformerTextEncoder:
     torch.manual_seed(0)
-    return TransformerTextEncoder(num_layers=2, hidden_dim=16, num_heads=2, ffn_dim=32, num_types=3, max_len=12, out_dim=8,
-                                  pooling=pooling).eval()
+    return TransformerTextEncoder(
+        num_layers=2, hidden_dim=16, num_heads=2, ffn_dim=32, num_types=3, max_len=12, out_dim=8, pooling=pooling
+    ).eval()
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])

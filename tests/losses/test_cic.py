@@ -40,7 +40,9 @@ def test_matches_naive_reference_with_projection_and_duplicates() -> None:
     with torch.no_grad():
         pc, pe = loss_fn.content_proj(c), loss_fn.id_proj(e)
     for idx in (None, doc):
-        assert loss_fn.compute(c, e, doc_index=idx).item() == pytest.approx(naive_cic(pc.double(), pe.double(), 0.2, idx), abs=1e-4)
+        assert loss_fn.compute(c, e, doc_index=idx).item() == pytest.approx(
+            naive_cic(pc.double(), pe.double(), 0.2, idx), abs=1e-4
+        )
 
 
 def test_symmetric() -> None:
@@ -69,7 +71,11 @@ def test_gradients_reach_inputs_and_projections() -> None:
 
 
 def test_bad_args_raise() -> None:
-    for kwargs in ({"content_dim": 0, "id_dim": 3}, {"content_dim": 3, "id_dim": 3, "dim": -1}, {"content_dim": 3, "id_dim": 3, "temperature": 0.0}):
+    for kwargs in (
+        {"content_dim": 0, "id_dim": 3},
+        {"content_dim": 3, "id_dim": 3, "dim": -1},
+        {"content_dim": 3, "id_dim": 3, "temperature": 0.0},
+    ):
         with pytest.raises(ValueError):
             CICLoss(**kwargs)
     with pytest.raises(ValueError, match="dims"):

@@ -32,18 +32,47 @@ trainer:
 """
 
 
-def _fit(tmp_path: Path, name: str, devices: int, batch_size: int, lr: float, extra: list[str]) -> tuple[list[dict], list[dict]]:
+def _fit(
+    tmp_path: Path, name: str, devices: int, batch_size: int, lr: float, extra: list[str]
+) -> tuple[list[dict], list[dict]]:
     out = tmp_path / name
     override = tmp_path / f"{name}.yaml"
     override.write_text(BANK.replace("OUT", str(out)))
-    cmd = [str(Path(sys.executable).with_name("lemur")), "fit", "-c", str(REPO / "recipes/lemur.yaml"), "-c", str(REPO / "recipes/tiny.yaml"),
-           "-c", str(override), "--data.init_args.root", str(tmp_path / "tiny"), "--data.init_args.batch_size", str(batch_size),
-           "--model.init_args.optimizer.init_args.lr", str(lr), "--trainer.accelerator", "cpu", "--trainer.devices", str(devices),
-           "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--test_after_fit", "false",
-           "--trainer.default_root_dir", str(out / "runs"), *extra]
+    cmd = [
+        str(Path(sys.executable).with_name("lemur")),
+        "fit",
+        "-c",
+        str(REPO / "recipes/lemur.yaml"),
+        "-c",
+        str(REPO / "recipes/tiny.yaml"),
+        "-c",
+        str(override),
+        "--data.init_args.root",
+        str(tmp_path / "tiny"),
+        "--data.init_args.batch_size",
+        str(batch_size),
+        "--model.init_args.optimizer.init_args.lr",
+        str(lr),
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        str(devices),
+        "--trainer.logger",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--test_after_fit",
+        "false",
+        "--trainer.default_root_dir",
+        str(out / "runs"),
+        *extra,
+    ]
     if devices > 1:
         cmd += ["--trainer.strategy", "ddp"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "plugins"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "plugins"), os.environ.get("PYTHONPATH", "")]),
+    }
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     banks = [torch.load(out / f"bank-rank{r}.pt") for r in range(devices)]
@@ -67,8 +96,16 @@ def test_ddp_ranks_keep_identical_banks_and_match_one_process(tmp_path: Path) ->
     # and validation metrics agree. Tolerances: vectors 1e-5 (the same encoder on batches of other
     # padding widths), AUC/QAUC 0.01 (DDP's sampler pads the validation set to a multiple of 2 by
     # repeating rows, so one or two rows count twice).
-    epoch = ["--trainer.max_steps", "-1", "--trainer.max_epochs", "1", "--trainer.val_check_interval", "1.0",
-             "--trainer.limit_val_batches", "1.0"]
+    epoch = [
+        "--trainer.max_steps",
+        "-1",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.val_check_interval",
+        "1.0",
+        "--trainer.limit_val_batches",
+        "1.0",
+    ]
     ddp, ddp_metrics = _fit(tmp_path, "ddp-lr0", devices=2, batch_size=16, lr=0.0, extra=epoch)
     one, one_metrics = _fit(tmp_path, "one-lr0", devices=1, batch_size=32, lr=0.0, extra=epoch)
     assert torch.equal(ddp[0]["written_mask"], one[0]["written_mask"])

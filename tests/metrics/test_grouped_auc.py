@@ -165,7 +165,9 @@ def test_empty_gives_nan_and_reset():
     assert m.compute().item() == 1.0 and int(m.num_valid_groups) == 1
     m.reset()
     assert m.num_valid_groups is None
-    assert math.isnan(grouped_auc(torch.empty(0), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))[0])
+    assert math.isnan(
+        grouped_auc(torch.empty(0), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))[0]
+    )
 
 
 def test_accepts_bool_target_and_2d_inputs():

@@ -19,5 +19,6 @@ class SaveBankPerRank(L.Callback):
         rank = trainer.global_rank
         torch.save({name: getattr(bank, name).cpu() for name in bank.STATE}, self.dirpath / f"bank-rank{rank}.pt")
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        (self.dirpath / f"metrics-rank{rank}.json").write_text(json.dumps({"metrics": metrics, "world_size": trainer.world_size,
-                                                                           "global_step": trainer.global_step}))
+        (self.dirpath / f"metrics-rank{rank}.json").write_text(
+            json.dumps({"metrics": metrics, "world_size": trainer.world_size, "global_step": trainer.global_step})
+        )

@@ -29,21 +29,36 @@ class ResumeProbe(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.dirpath.mkdir(parents=True, exist_ok=True)
         if trainer.global_step > 0:  # resumed: the bank as the checkpoint restored it
-            torch.save({"global_step": trainer.global_step, "bank": self._bank(pl_module)}, self.dirpath / "restored.pt")
+            torch.save(
+                {"global_step": trainer.global_step, "bank": self._bank(pl_module)}, self.dirpath / "restored.pt"
+            )
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         torch.save(self._bank(pl_module), self.dirpath / f"bank-step{step}.pt")
         with open(self.dirpath / "steps.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, "epoch": trainer.current_epoch, "batch_idx": batch_idx,
-                                "doc_index": batch["doc_index"].tolist(), "session_id": batch["session_id"].tolist(),
-                                "loss": float(outputs["loss"]) if outputs is not None else None}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "step": step,
+                        "epoch": trainer.current_epoch,
+                        "batch_idx": batch_idx,
+                        "doc_index": batch["doc_index"].tolist(),
+                        "session_id": batch["session_id"].tolist(),
+                        "loss": float(outputs["loss"]) if outputs is not None else None,
+                    }
+                )
+                + "\n"
+            )
         if 0 <= self.slow_after_step <= step:
             (self.dirpath / "marker").write_text(str(step))
             time.sleep(self.delay_s)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        (self.dirpath / "final.json").write_text(json.dumps({"global_step": trainer.global_step, "epoch": trainer.current_epoch,
-                                                             "metrics": metrics}))
+        (self.dirpath / "final.json").write_text(
+            json.dumps({"global_step": trainer.global_step, "epoch": trainer.current_epoch, "metrics": metrics})
+        )
         torch.save({k: v.detach().cpu() for k, v in pl_module.state_dict().items()}, self.dirpath / "final.pt")

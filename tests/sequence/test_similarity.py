@@ -46,7 +46,9 @@ def test_pads_and_truncates_to_max_len() -> None:
     assert module.out_dim == 6
     target = torch.randn(2, 4)
     short = module(target, torch.randn(2, 2, 4), torch.ones(2, 2, dtype=torch.bool))
-    assert short.shape == (2, 6) and torch.equal(short[:, 2], torch.zeros(2)) and torch.equal(short[:, 5], torch.zeros(2))
+    assert (
+        short.shape == (2, 6) and torch.equal(short[:, 2], torch.zeros(2)) and torch.equal(short[:, 5], torch.zeros(2))
+    )
     items = torch.randn(2, 5, 4)
     long = module(target, items, torch.ones(2, 5, dtype=torch.bool))
     first3 = module(target, items[:, :3], torch.ones(2, 3, dtype=torch.bool))
@@ -54,7 +56,9 @@ def test_pads_and_truncates_to_max_len() -> None:
 
 
 def test_empty_history_is_all_zeros() -> None:
-    out = CosineSimilarityFeatures(max_len=2)(torch.randn(3, 4), torch.randn(3, 2, 4), torch.zeros(3, 2, dtype=torch.bool))
+    out = CosineSimilarityFeatures(max_len=2)(
+        torch.randn(3, 4), torch.randn(3, 2, 4), torch.zeros(3, 2, dtype=torch.bool)
+    )
     assert torch.equal(out, torch.zeros(3, 4))
 
 

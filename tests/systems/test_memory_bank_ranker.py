@@ -39,11 +39,20 @@ def batch(datamodule: LemurDataModule) -> dict[str, torch.Tensor]:
 
 def build(seed: int = 0, **kwargs) -> LemurRanker:
     torch.manual_seed(seed)
-    text = lambda types: TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32, num_types=types, out_dim=24)
-    args = dict(backbone=partial(MLPBackbone, hidden_dims=[16], dropout=0.0), features=FEATURES, query_encoder=text(1),
-                doc_encoder=DocumentEncoder({"text": text(5)}, out_dim=24), short_history=partial(LongerDecoder, num_heads=2),
-                long_history=partial(LongerDecoder, num_heads=2), memory_bank=ReplicatedMemoryBank(capacity=40, dim=24),
-                similarity=CosineSimilarityFeatures(max_len=8), sqdc=SQDCLoss(temperature=10.0))
+    text = lambda types: TransformerTextEncoder(
+        num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32, num_types=types, out_dim=24
+    )
+    args = dict(
+        backbone=partial(MLPBackbone, hidden_dims=[16], dropout=0.0),
+        features=FEATURES,
+        query_encoder=text(1),
+        doc_encoder=DocumentEncoder({"text": text(5)}, out_dim=24),
+        short_history=partial(LongerDecoder, num_heads=2),
+        long_history=partial(LongerDecoder, num_heads=2),
+        memory_bank=ReplicatedMemoryBank(capacity=40, dim=24),
+        similarity=CosineSimilarityFeatures(max_len=8),
+        sqdc=SQDCLoss(temperature=10.0),
+    )
     args.update(kwargs)
     return LemurRanker(**args)
 
@@ -138,8 +147,17 @@ def test_bank_settings_are_checked_at_construction() -> None:
 
 
 def _trainer(tmp_path: Path, callbacks, steps: int = 3) -> L.Trainer:
-    return L.Trainer(max_steps=steps, logger=False, enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
-                     default_root_dir=tmp_path, callbacks=callbacks, limit_val_batches=1, num_sanity_val_steps=0)
+    return L.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        default_root_dir=tmp_path,
+        callbacks=callbacks,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+    )
 
 
 def test_checkpoint_restores_the_bank_bit_for_bit(datamodule, tmp_path: Path) -> None:
@@ -162,7 +180,14 @@ def test_too_small_a_bank_is_reported_at_fit_start(datamodule, tmp_path: Path) -
 
 def test_callback_warm_start_refresh_plot_and_export(datamodule, tmp_path: Path) -> None:
     model = build(sampling=Sampling(forward=0.2, backward=0.2))
-    callback = MemoryBankCallback(warm_start=True, batch_size=16, refresh_every_n_steps=2, refresh_budget=5, export=True, output_dir=str(tmp_path / "out"))
+    callback = MemoryBankCallback(
+        warm_start=True,
+        batch_size=16,
+        refresh_every_n_steps=2,
+        refresh_budget=5,
+        export=True,
+        output_dir=str(tmp_path / "out"),
+    )
     _trainer(tmp_path, [callback], steps=4).fit(model, datamodule=datamodule)
     assert model.memory_bank.num_written() == 40
     assert (tmp_path / "out" / "memory_bank.png").stat().st_size > 1000
@@ -173,7 +198,8 @@ def test_callback_warm_start_refresh_plot_and_export(datamodule, tmp_path: Path)
     assert table["doc_id"].to_pylist() == datamodule.store.doc_ids.tolist()
     history = callback.history
     assert history["written_share"][-1][1] == 1.0
-    assert history["coverage_target"] and all(v == 1.0 for _, v in history["coverage_target"])  # warm: every document is in the bank
+    # warm: every document is in the bank
+    assert history["coverage_target"] and all(v == 1.0 for _, v in history["coverage_target"])
     assert history["refresh_staleness"] and all(-1.0 <= v <= 1.0 for _, v in history["refresh_staleness"])
     assert history["staleness"] and 0.0 < history["staleness"][-1][1] <= 1.0
 

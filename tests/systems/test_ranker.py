@@ -25,7 +25,10 @@ def batch(handmade_dataset: Path) -> dict[str, torch.Tensor]:
 
 def _encoders():
     query = TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32, out_dim=24)
-    doc = DocumentEncoder({"text": TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32, num_types=5, out_dim=24)}, out_dim=24)
+    doc = DocumentEncoder(
+        {"text": TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32, num_types=5, out_dim=24)},
+        out_dim=24,
+    )
     return query, doc
 
 
@@ -34,8 +37,16 @@ FEATURES = FeatureConfig(token_dim=8, user_buckets=50, doc_buckets=50, cat_bucke
 
 def test_full_model_shapes_and_sqdc_term(batch) -> None:
     query, doc = _encoders()
-    model = LemurRanker(backbone=partial(MLPBackbone, hidden_dims=[16], dropout=0.0), features=FEATURES, query_encoder=query, doc_encoder=doc,
-                        short_history=MeanPoolDecoder, long_history=MeanPoolDecoder, sqdc=SQDCLoss(temperature=10.0), sqdc_weight=0.5)
+    model = LemurRanker(
+        backbone=partial(MLPBackbone, hidden_dims=[16], dropout=0.0),
+        features=FEATURES,
+        query_encoder=query,
+        doc_encoder=doc,
+        short_history=MeanPoolDecoder,
+        long_history=MeanPoolDecoder,
+        sqdc=SQDCLoss(temperature=10.0),
+        sqdc_weight=0.5,
+    )
     logits, content = model(batch)
     assert logits.shape == (16,) and torch.isfinite(logits).all()
     assert content["query"].shape == content["doc"].shape == (16, 24)
@@ -46,7 +57,10 @@ def test_full_model_shapes_and_sqdc_term(batch) -> None:
     sqdc = model.sqdc(content["query"], content["doc"], batch["label"], batch["session_id"], batch["doc_index"])
     torch.testing.assert_close(loss, bce + 0.5 * sqdc)
     loss.backward()
-    assert model.query_encoder.token.weight.grad is not None and model.doc_encoder.modalities["text"].token.weight.grad is not None
+    assert (
+        model.query_encoder.token.weight.grad is not None
+        and model.doc_encoder.modalities["text"].token.weight.grad is not None
+    )
 
 
 def test_id_only_model_has_no_content_tokens(batch) -> None:
@@ -65,14 +79,25 @@ def test_sqdc_without_encoders_or_with_unequal_dims_is_rejected() -> None:
         LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss())
     query, doc = _encoders()
     with pytest.raises(ValueError, match=r"sqdc_weight must be >= 0"):
-        LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss(),
-                    sqdc_weight=-1.0)
+        LemurRanker(
+            backbone=MLPBackbone,
+            features=FEATURES,
+            query_encoder=query,
+            doc_encoder=doc,
+            sqdc=SQDCLoss(),
+            sqdc_weight=-1.0,
+        )
 
 
 def test_swapped_backbone_and_decoder_train(batch) -> None:
     query, doc = _encoders()
-    model = LemurRanker(backbone=partial(RankMixerBackbone, num_layers=1), features=FEATURES, query_encoder=query, doc_encoder=doc,
-                        long_history=partial(LongerDecoder, num_heads=2))
+    model = LemurRanker(
+        backbone=partial(RankMixerBackbone, num_layers=1),
+        features=FEATURES,
+        query_encoder=query,
+        doc_encoder=doc,
+        long_history=partial(LongerDecoder, num_heads=2),
+    )
     before = [p.detach().clone() for p in model.backbone.parameters()]
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     model.training_step(batch, 0).backward()
@@ -83,23 +108,39 @@ def test_swapped_backbone_and_decoder_train(batch) -> None:
 
 def test_stop_gradient_keeps_bce_out_of_the_encoders(batch) -> None:
     query, doc = _encoders()
-    model = LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc,
-                        encoder_training=EncoderTraining(stop_gradient=True))
+    model = LemurRanker(
+        backbone=MLPBackbone,
+        features=FEATURES,
+        query_encoder=query,
+        doc_encoder=doc,
+        encoder_training=EncoderTraining(stop_gradient=True),
+    )
     model.training_step(batch, 0).backward()
     assert all(p.grad is None for p in model.encoder_parameters())
     assert model.backbone.mlp[0].weight.grad is not None
     query, doc = _encoders()
-    model = LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc, sqdc=SQDCLoss(),
-                        encoder_training=EncoderTraining(stop_gradient=True))
+    model = LemurRanker(
+        backbone=MLPBackbone,
+        features=FEATURES,
+        query_encoder=query,
+        doc_encoder=doc,
+        sqdc=SQDCLoss(),
+        encoder_training=EncoderTraining(stop_gradient=True),
+    )
     model.training_step(batch, 0).backward()  # SQDC still trains the encoders
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder_parameters())
 
 
 def test_encoder_parameter_group_has_its_own_lr_and_weight_decay() -> None:
     query, doc = _encoders()
-    model = LemurRanker(backbone=MLPBackbone, features=FEATURES, query_encoder=query, doc_encoder=doc,
-                        encoder_training=EncoderTraining(lr=1e-4, weight_decay=0.0),
-                        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05))
+    model = LemurRanker(
+        backbone=MLPBackbone,
+        features=FEATURES,
+        query_encoder=query,
+        doc_encoder=doc,
+        encoder_training=EncoderTraining(lr=1e-4, weight_decay=0.0),
+        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05),
+    )
     opt = model.configure_optimizers()
     ranker, encoders = opt.param_groups
     assert (ranker["lr"], ranker["weight_decay"]) == (1e-3, 0.05)

@@ -13,11 +13,22 @@ from lemur.data.synth import PRESETS, generate
 from lemur.systems import ContrastivePretrainer, LemurRanker
 
 REPO = Path(__file__).resolve().parents[2]
-COMMON = ["--trainer.logger", "false", "--trainer.max_steps", "3", "--trainer.enable_progress_bar", "false", "--test_after_fit", "false"]
+COMMON = [
+    "--trainer.logger",
+    "false",
+    "--trainer.max_steps",
+    "3",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--test_after_fit",
+    "false",
+]
 
 
 def _encoder_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(("query_encoder.", "doc_encoder."))}
+    return {
+        k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(("query_encoder.", "doc_encoder."))
+    }
 
 
 @pytest.mark.slow
@@ -25,7 +36,14 @@ def test_stage2_loads_and_freezes_the_stage1_encoders(tmp_path: Path, monkeypatc
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["lemur"])
     generate(PRESETS["tiny"], tmp_path / "tiny", progress=False)
-    base = ["-c", str(REPO / "recipes/lemur.yaml"), "-c", str(REPO / "recipes/tiny.yaml"), "--data.init_args.root", str(tmp_path / "tiny")]
+    base = [
+        "-c",
+        str(REPO / "recipes/lemur.yaml"),
+        "-c",
+        str(REPO / "recipes/tiny.yaml"),
+        "--data.init_args.root",
+        str(tmp_path / "tiny"),
+    ]
 
     stage1 = LemurCLI(args=["fit", *base, "-c", str(REPO / "recipes/two_stage/stage1_pretrain.yaml"), *COMMON])
     assert isinstance(stage1.model, ContrastivePretrainer) and stage1.trainer.global_step == 3
@@ -34,8 +52,17 @@ def test_stage2_loads_and_freezes_the_stage1_encoders(tmp_path: Path, monkeypatc
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     pretrained = {k: v for k, v in saved.items() if k.startswith(("query_encoder.", "doc_encoder."))}
 
-    stage2 = LemurCLI(args=["fit", *base, "-c", str(REPO / "recipes/two_stage/stage2_frozen.yaml"),
-                            "--model.init_args.encoder_checkpoint", ckpt, *COMMON])
+    stage2 = LemurCLI(
+        args=[
+            "fit",
+            *base,
+            "-c",
+            str(REPO / "recipes/two_stage/stage2_frozen.yaml"),
+            "--model.init_args.encoder_checkpoint",
+            ckpt,
+            *COMMON,
+        ]
+    )
     model = stage2.model
     assert isinstance(model, LemurRanker) and stage2.trainer.global_step == 3
     after = _encoder_state(model)
@@ -52,9 +79,16 @@ def test_missing_or_mismatched_encoder_checkpoint_is_reported(tmp_path: Path) ->
     from lemur.systems.ranker import load_encoders
 
     def build(hidden: int) -> LemurRanker:
-        text = lambda types: TransformerTextEncoder(num_layers=1, hidden_dim=hidden, num_heads=2, ffn_dim=16, num_types=types, out_dim=8)
-        return LemurRanker(backbone=MLPBackbone, features=FeatureConfig(token_dim=8, user_buckets=10, doc_buckets=10, cat_buckets=10),
-                           query_encoder=text(1), doc_encoder=DocumentEncoder({"text": text(5)}, out_dim=8), freeze_encoders=True)
+        text = lambda types: TransformerTextEncoder(
+            num_layers=1, hidden_dim=hidden, num_heads=2, ffn_dim=16, num_types=types, out_dim=8
+        )
+        return LemurRanker(
+            backbone=MLPBackbone,
+            features=FeatureConfig(token_dim=8, user_buckets=10, doc_buckets=10, cat_buckets=10),
+            query_encoder=text(1),
+            doc_encoder=DocumentEncoder({"text": text(5)}, out_dim=8),
+            freeze_encoders=True,
+        )
 
     with pytest.raises(FileNotFoundError, match="encoder_checkpoint"):
         load_encoders(build(8), str(tmp_path / "nope.ckpt"))
