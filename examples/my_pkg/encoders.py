@@ -1,4 +1,3 @@
-import torch
 from torch import nn
 
 from lemur.encoders import TextEncoder
@@ -12,7 +11,7 @@ class BagOfWordsEncoder(TextEncoder):
     def __init__(self, vocab_size: int | None = None, dim: int = 32, out_dim: int = 128) -> None:
         super().__init__()
         if vocab_size is None:
-            raise ValueError("BagOfWordsEncoder.vocab_size: run it through `lemur`, which fills in the tokenizer's size")
+            raise ValueError("BagOfWordsEncoder.vocab_size: lemur fills in the tokenizer's size; give it outside lemur")
         self.vocab_size, self.out_dim = vocab_size, out_dim  # vocab_size exposed: lemur checks it against the tokenizer
         self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
         self.proj = nn.Linear(dim, out_dim)
