@@ -105,11 +105,25 @@ def test_fit_one_step_through_the_console_script(tmp_path: Path, dataset: Path) 
     assert run.info.run_id in summary
     assert run.info.status == "FINISHED"
 
-    params = run.data.params
-    assert params["root"] == str(dataset)
-    assert params["batch_size"] == "32"  # tiny.yaml wins over the base
-    assert params["features/token_dim"] == "64"
-    assert params["backbone/class_path"] == "lemur.ranking.MLPBackbone"
+    params = run.data.params  # the whole resolved recipe, under readable prefixes (lemur.run_record)
+    assert params["data.root"] == str(dataset)
+    assert params["data.batch_size"] == "32"  # tiny.yaml wins over the base
+    assert params["model.features.token_dim"] == "64"
+    assert params["model.backbone.class"] == "lemur.ranking.MLPBackbone"
+    assert params["seed"] == "0"
+    assert params["trainer.max_steps"] == "2" and params["trainer.precision"] == "32-true"
+    assert params["trainer.devices"] == "1" and params["trainer.max_epochs"] == "1"
+    assert params["callbacks.MemoryBankCallback.warm_start"] == "False"
+    assert params["callbacks.checkpoint.monitor"] == "val/auc"
+    assert not any(k.startswith("_") or "._" in k or "instantiator" in k for k in params), sorted(params)
+    assert not any(k.startswith("trainer.logger") or k.startswith("trainer.callbacks") for k in params)
+    assert run.info.run_name == "lemur+tiny-seed0"
+    tags = run.data.tags
+    assert tags["lemur.recipes"] == f"{BASE}, {TINY}"
+    assert tags["lemur.version"] and tags["lemur.host"]
+    assert re.fullmatch(r"[0-9a-f]{40}", tags["mlflow.source.git.commit"])
+    assert tags["lemur.git_dirty"] in ("dirty", "clean")
+    assert f"#/experiments/{run.info.experiment_id}/runs?workflowType=machine_learning" in summary
 
     metrics = run.data.metrics
     for name in ("test/auc", "test/qauc", "test/gauc", "val/auc", "train/loss"):
@@ -127,6 +141,15 @@ def test_fit_one_step_through_the_console_script(tmp_path: Path, dataset: Path) 
     best = re.search(r"^best checkpoint: (\S+)$", summary, flags=re.MULTILINE)
     assert best and (tmp_path / best.group(1)).is_file()
     assert (tmp_path / best.group(1)).is_relative_to(tmp_path / "runs")
+
+    # predict with the training recipe, as the README prints it: its callbacks and logger are skipped by themselves
+    scores = tmp_path / "scores.parquet"
+    cmd = [lemur_script(), "predict", "-c", str(BASE), "-c", str(TINY), "--data.init_args.root", str(dataset),
+           "--ckpt_path", best.group(1), "--predictions.output_path", str(scores)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert pq.read_table(scores).num_rows > 0
+    assert len(client.search_runs([run.info.experiment_id])) == 1, "predict logs no MLflow run"
 
 
 @pytest.mark.slow
