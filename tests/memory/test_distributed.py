@@ -113,3 +113,20 @@ def test_ddp_ranks_keep_identical_banks_and_match_one_process(tmp_path: Path) ->
     torch.testing.assert_close(ddp[0]["table"][written], one[0]["table"][written], atol=1e-5, rtol=1e-5)
     for key in ("val/auc", "val/qauc"):
         assert abs(ddp_metrics[0]["metrics"][key] - one_metrics[0]["metrics"][key]) < 0.01, key
+
+
+@pytest.mark.slow
+def test_contributing_examples_train_under_ddp(tmp_path: Path) -> None:
+    """examples/my_pkg (CONTRIBUTING.md) with 2 processes: a decoder that ignores `query` must not leave the
+    global token's parameters unused ("parameters that were not used in producing the loss")."""
+    generate(PRESETS["tiny"], tmp_path / "tiny", progress=False)
+    cmd = [str(Path(sys.executable).with_name("lemur")), "fit", "-c", str(REPO / "recipes/lemur.yaml"),
+           "-c", str(REPO / "recipes/tiny.yaml"), "-c", str(REPO / "examples/my_override.yaml"),
+           "--data.init_args.root", str(tmp_path / "tiny"), "--data.init_args.batch_size", "16",
+           "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+           "--trainer.max_steps", "2", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+           "--test_after_fit", "false", "--trainer.default_root_dir", str(tmp_path / "runs")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "examples"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "max_steps=2` reached" in done.stderr
