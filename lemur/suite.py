@@ -145,6 +145,15 @@ def _repository_root(path: Path) -> Path | None:
     return next((p for p in path.resolve().parents if (p / "recipes").is_dir()), None)
 
 
+def _in_repository(path: str) -> str:
+    """``path`` as given if it exists, else the same path in the repository lemur was installed from (an
+    editable install of a clone), so ``lemur run recipes/suites/X.yaml`` also works outside the clone."""
+    if Path(path).exists() or Path(path).is_absolute():
+        return path
+    repo = Path(__file__).resolve().parents[1]
+    return str(repo / path) if (repo / "recipes").is_dir() and (repo / path).exists() else path
+
+
 def load_suite(path: str | Path, root: Path | None = None) -> Suite:
     """Read and check a suite file. A recipe path is taken relative to ``root`` (default: the working
     directory), else to the suite's repository root (then made absolute), so ``lemur run`` works anywhere."""
@@ -170,8 +179,10 @@ def load_suite(path: str | Path, root: Path | None = None) -> Suite:
         for j, st in enumerate(stages):
             earlier = [s.name for s in stages[:j]]
             if st.checkpoint_from is not None and st.checkpoint_from not in earlier:
-                raise SuiteError(f"{where}, stage {st.name!r}: key 'checkpoint_from': {st.checkpoint_from!r} is not an "
-                                 f"earlier stage of this variant ({earlier})")
+                raise SuiteError(
+                    f"{where}, stage {st.name!r}: key 'checkpoint_from': {st.checkpoint_from!r} is not an "
+                    f"earlier stage of this variant ({earlier})"
+                )
         if len({s.name for s in stages}) != len(stages):
             raise SuiteError(f"{where}: stage names must be unique, got {[s.name for s in stages]}")
         variants.append(Variant(v.name, stages, v.description))
@@ -195,8 +206,18 @@ def load_suite(path: str | Path, root: Path | None = None) -> Suite:
         for st in v.stages:
             st.recipes = [resolve(r) for r in st.recipes]
     name = spec.name or path.stem
-    return Suite(path, name, spec.experiment or f"lemur-{name}", reference, spec.seeds, base, spec.args, variants,
-                 spec.description, spec.flops)
+    return Suite(
+        path,
+        name,
+        spec.experiment or f"lemur-{name}",
+        reference,
+        spec.seeds,
+        base,
+        spec.args,
+        variants,
+        spec.description,
+        spec.flops,
+    )
 
 
 # ---------------------------------------------------------------------------- running
@@ -234,9 +255,18 @@ def build_command(suite: Suite, opts: Options, variant: Variant, seed: int, stag
         cmd += ["-c", recipe]
     cmd += suite.args + stage.args
     if opts.max_steps is not None:
-        cmd += ["--trainer.max_steps", str(opts.max_steps), "--trainer.max_epochs", "1",
-                "--trainer.val_check_interval", str(opts.max_steps), "--trainer.limit_val_batches", "2",
-                "--trainer.limit_test_batches", "2"]
+        cmd += [
+            "--trainer.max_steps",
+            str(opts.max_steps),
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.val_check_interval",
+            str(opts.max_steps),
+            "--trainer.limit_val_batches",
+            "2",
+            "--trainer.limit_test_batches",
+            "2",
+        ]
     tags = {"suite": suite.name, "variant": variant.name, "seed": str(seed), "stage": stage.name}
     if stage.checkpoint_from is not None:
         parent = run_dir(opts.out, variant, seed, next(s for s in variant.stages if s.name == stage.checkpoint_from))
@@ -248,13 +278,22 @@ def build_command(suite: Suite, opts: Options, variant: Variant, seed: int, stag
             tags["lineage.upstream_run_id"] = upstream
             tags["lineage.upstream_stage"] = stage.checkpoint_from
     run_name = f"{variant.name}/seed{seed}" + (f"/{stage.name}" if len(variant.stages) > 1 else "")
-    cmd += ["--seed_everything", str(seed),
-            "--trainer.logger.init_args.experiment_name", suite.experiment,
-            "--trainer.logger.init_args.run_name", run_name,
-            "--trainer.logger.init_args.tags", json.dumps(tags),
-            "--checkpoint.dirpath", str(folder / "checkpoints"),
-            "--summary.metrics_file", str(folder / "metrics.json"),
-            "--summary.predictions_file", str(folder / PREDICTIONS_FILE)]
+    cmd += [
+        "--seed_everything",
+        str(seed),
+        "--trainer.logger.init_args.experiment_name",
+        suite.experiment,
+        "--trainer.logger.init_args.run_name",
+        run_name,
+        "--trainer.logger.init_args.tags",
+        json.dumps(tags),
+        "--checkpoint.dirpath",
+        str(folder / "checkpoints"),
+        "--summary.metrics_file",
+        str(folder / "metrics.json"),
+        "--summary.predictions_file",
+        str(folder / PREDICTIONS_FILE),
+    ]
     cmd += opts.extra_args
     # An interrupted run resumes: same MLflow run, Lightning restores from its last checkpoint.
     record = read_record(folder)
@@ -276,7 +315,9 @@ def progress_line(record: dict, elapsed: float) -> str | None:
     if not progress:
         return None
     step, total = progress.get("step", 0), progress.get("total_steps")
-    text = f"step {step}" + (f"/{total} ({min(step / total, 0.99):.0%})" if total else "") + f", {_fmt_seconds(elapsed)}"
+    text = (
+        f"step {step}" + (f"/{total} ({min(step / total, 0.99):.0%})" if total else "") + f", {_fmt_seconds(elapsed)}"
+    )
     train_s = progress.get("train_seconds") or 0.0
     if total and step > 0 and train_s > 0:
         text += f", ~{_fmt_seconds(max(total - step, 0) * train_s / step)} of training left"
@@ -310,7 +351,10 @@ def _ensure_experiment(name: str) -> None:
         if client.get_experiment_by_name(name) is None:
             client.create_experiment(name)
     except Exception as err:  # each run's logger tries again (and survives MLflow being unavailable)
-        print(f"warning: could not create MLflow experiment {name!r} up front ({type(err).__name__}: {err})", file=sys.stderr)
+        print(
+            f"warning: could not create MLflow experiment {name!r} up front ({type(err).__name__}: {err})",
+            file=sys.stderr,
+        )
 
 
 def run_suite(suite: Suite, opts: Options) -> dict:
@@ -343,7 +387,9 @@ def run_suite(suite: Suite, opts: Options) -> dict:
             if stop.is_set():
                 return
             folder = run_dir(opts.out, variant, seed, stage)
-            label = f"[{i:>{width}}/{len(runs)}] {variant.name} seed={seed}" + (f" stage={stage.name}" if len(variant.stages) > 1 else "")
+            label = f"[{i:>{width}}/{len(runs)}] {variant.name} seed={seed}" + (
+                f" stage={stage.name}" if len(variant.stages) > 1 else ""
+            )
             if read_record(folder).get("status") == "tested":
                 say(f"{label}: finished earlier, skipped ({folder})")
                 record("skipped", folder)
@@ -363,9 +409,13 @@ def run_suite(suite: Suite, opts: Options) -> dict:
             start = time.perf_counter()
             done = threading.Event()
             if not opts.verbose and opts.progress_every_s > 0:
-                threading.Thread(target=_report_progress, args=(label, folder, start, done, opts.progress_every_s, say), daemon=True).start()
+                threading.Thread(
+                    target=_report_progress, args=(label, folder, start, done, opts.progress_every_s, say), daemon=True
+                ).start()
             with open(folder / "log.txt", "a") as log:
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
+                proc = subprocess.Popen(
+                    cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
+                )
                 for line in proc.stdout:  # text mode: a progress bar's \r updates arrive as lines too
                     log.write(line)
                     log.flush()
@@ -377,14 +427,21 @@ def run_suite(suite: Suite, opts: Options) -> dict:
             result = read_record(folder)
             if code != 0 or result.get("status") != "tested":
                 tail = (folder / "log.txt").read_text().splitlines()[-15:]
-                say(f"{label}: FAILED (exit {code}) after {took}; last lines of {folder / 'log.txt'}:\n    " + "\n    ".join(tail))
+                say(
+                    f"{label}: FAILED (exit {code}) after {took}; last lines of {folder / 'log.txt'}:\n    "
+                    + "\n    ".join(tail)
+                )
                 record("failed", folder)
                 failed = True
                 if opts.fail_fast:
                     stop.set()
                     return
                 continue
-            shown = ", ".join(f"{m.upper()} {result['metrics'][f'test/{m}']:.4f}" for m in METRICS if f"test/{m}" in result.get("metrics", {}))
+            shown = ", ".join(
+                f"{m.upper()} {result['metrics'][f'test/{m}']:.4f}"
+                for m in METRICS
+                if f"test/{m}" in result.get("metrics", {})
+            )
             say(f"{label}: done in {took}: {shown}")
             record("done", folder)
 
@@ -417,7 +474,14 @@ def measure_flops(suite: Suite, opts: Options, variant: Variant, steps: int = 3)
 
     stage = variant.stages[-1]
     args = [a for r in suite.base + stage.recipes + opts.extra_configs for a in ("-c", r)] + suite.args + stage.args
-    args += opts.extra_args + ["--trainer.logger", "false", "--data.init_args.num_workers", "0", "--seed_everything", "0"]
+    args += opts.extra_args + [
+        "--trainer.logger",
+        "false",
+        "--data.init_args.num_workers",
+        "0",
+        "--seed_everything",
+        "0",
+    ]
     saved = sys.argv
     sys.argv = ["lemur"]  # LightningCLI warns about an argv beside args=
     try:
@@ -429,8 +493,13 @@ def measure_flops(suite: Suite, opts: Options, variant: Variant, steps: int = 3)
     batch = next(iter(cli.datamodule.train_dataloader()))
     model = cli.model.train()
     counts = count_flops_per_row(model, batch, steps=steps)
-    result = {"flops_per_row": counts["total"], "forward_per_row": counts["forward"], "batch_rows": counts["rows"],
-              "steps": steps, "params": count_params(model)}
+    result = {
+        "flops_per_row": counts["total"],
+        "forward_per_row": counts["forward"],
+        "batch_rows": counts["rows"],
+        "steps": steps,
+        "params": count_params(model),
+    }
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(result, indent=2))
     return result
@@ -451,11 +520,15 @@ def collect(suite: Suite, out: Path) -> list[dict]:
             row[f"{m}_mean"] = statistics.fmean(values) if values else math.nan
             row[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else math.nan
         new = [r["metrics"]["test/auc_new"] for r in records.values() if "test/auc_new" in r.get("metrics", {})]
-        row["auc_new_mean"] = statistics.fmean(new) if new else math.nan  # AUC on rows whose document is new on the test day
+        row["auc_new_mean"] = (
+            statistics.fmean(new) if new else math.nan
+        )  # AUC on rows whose document is new on the test day
         row["auc_new_std"] = statistics.stdev(new) if len(new) > 1 else math.nan
         for kind in ("total", "trainable"):
             counts = [r.get("params", {}).get(kind) for r in records.values()]
-            row["params" if kind == "total" else "trainable_params"] = counts[0] if counts and counts[0] is not None else None
+            row["params" if kind == "total" else "trainable_params"] = (
+                counts[0] if counts and counts[0] is not None else None
+            )
         rates = [r.get("phases", {}).get("train", {}).get("rows_per_s") for r in records.values()]
         rates = [x for x in rates if x]
         row["train_rows_per_s"] = statistics.fmean(rates) if rates else math.nan
@@ -467,7 +540,9 @@ def collect(suite: Suite, out: Path) -> list[dict]:
     for row in rows:
         for m in METRICS:
             base = ref[f"{m}_mean"] if ref else math.nan
-            row[f"{m}_delta_pct"] = (row[f"{m}_mean"] - base) / base * 100 if base and not math.isnan(base) else math.nan
+            row[f"{m}_delta_pct"] = (
+                (row[f"{m}_mean"] - base) / base * 100 if base and not math.isnan(base) else math.nan
+            )
     _paired_deltas(suite, out, rows)
     return rows
 
@@ -524,17 +599,25 @@ def collect_streaming(suite: Suite, out: Path) -> dict[str, dict[int, dict[str, 
                     if m in row:
                         days.setdefault(int(row["val_day"]), {}).setdefault(m, []).append(row[m])
         if days:
-            per_variant[variant.name] = {d: {m: statistics.fmean(v) for m, v in ms.items()} for d, ms in sorted(days.items())}
+            per_variant[variant.name] = {
+                d: {m: statistics.fmean(v) for m, v in ms.items()} for d, ms in sorted(days.items())
+            }
     return per_variant
 
 
 def render_streaming(stream: dict[str, dict[int, dict[str, float]]]) -> str:
     days = sorted({d for v in stream.values() for d in v})
     names = list(stream)
-    lines = ["", "## Day by day (streaming)", "",
-             "Next-day validation of each streamed day, mean over the seeds that finished: AUC / AUC on rows whose "
-             "document is new that day (`val/auc_new`).", "",
-             "| validation day | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
+    lines = [
+        "",
+        "## Day by day (streaming)",
+        "",
+        "Next-day validation of each streamed day, mean over the seeds that finished: AUC / AUC on rows whose "
+        "document is new that day (`val/auc_new`).",
+        "",
+        "| validation day | " + " | ".join(names) + " |",
+        "|---:|" + "---:|" * len(names),
+    ]
     for d in days:
         cells = []
         for n in names:
@@ -587,30 +670,56 @@ def render_markdown(suite: Suite, rows: list[dict], machine: str) -> str:
     lines = [f"# Suite `{suite.name}`", ""]
     if suite.description:
         lines += [suite.description.strip(), ""]
-    lines += [f"Suite file: `{suite.path}`; MLflow experiment `{suite.experiment}`; seeds {suite.seeds}; "
-              f"reference row `{suite.reference}`; {machine}.",
-              "Test-day metrics of each run's best checkpoint (of the last stage); mean ± sample std over seeds; "
-              "Δ = relative change of the mean vs the reference row (as the paper reports); "
-              "AUC new docs: AUC on the test rows whose document was published on the test day (never seen in training); "
-              "train rows/s of the last stage, comparable only within one report (same machine, same session)"
-              + ("; train MFLOPs/row: forward + backward of one training step, counted with torch's FlopCounterMode "
-                 "on one real batch (lemur.profiling)" if any(not math.isnan(r["mflops_per_row"]) for r in rows) else "") + ".", ""]
+    lines += [
+        f"Suite file: `{suite.path}`; MLflow experiment `{suite.experiment}`; seeds {suite.seeds}; "
+        f"reference row `{suite.reference}`; {machine}.",
+        "Test-day metrics of each run's best checkpoint (of the last stage); mean ± sample std over seeds; "
+        "Δ = relative change of the mean vs the reference row (as the paper reports); "
+        "AUC new docs: AUC on the test rows whose document was published on the test day (never seen in training); "
+        "train rows/s of the last stage, comparable only within one report (same machine, same session)"
+        + (
+            "; train MFLOPs/row: forward + backward of one training step, counted with torch's FlopCounterMode "
+            "on one real batch (lemur.profiling)"
+            if any(not math.isnan(r["mflops_per_row"]) for r in rows)
+            else ""
+        )
+        + ".",
+        "",
+    ]
     show_flops = any(not math.isnan(r["mflops_per_row"]) for r in rows)
-    head = "| variant | runs | AUC | ΔAUC | QAUC | ΔQAUC | GAUC | ΔGAUC | AUC new docs | params (trainable) |" + (" train MFLOPs/row |" if show_flops else "") + " train rows/s |"
+    head = (
+        "| variant | runs | AUC | ΔAUC | QAUC | ΔQAUC | GAUC | ΔGAUC | AUC new docs | params (trainable) |"
+        + (" train MFLOPs/row |" if show_flops else "")
+        + " train rows/s |"
+    )
     lines += [head, "|---|" + "---:|" * (head.count("|") - 2)]
     for r in rows:
-        flops = ("n/a" if math.isnan(r["mflops_per_row"]) else f"{r['mflops_per_row']:.1f}") + " | " if show_flops else ""
-        params = f"{r['params'] / 1e6:.2f}M ({r['trainable_params'] / 1e6:.2f}M)" if r["params"] and r["trainable_params"] is not None else "n/a"
+        flops = (
+            ("n/a" if math.isnan(r["mflops_per_row"]) else f"{r['mflops_per_row']:.1f}") + " | " if show_flops else ""
+        )
+        params = (
+            f"{r['params'] / 1e6:.2f}M ({r['trainable_params'] / 1e6:.2f}M)"
+            if r["params"] and r["trainable_params"] is not None
+            else "n/a"
+        )
         rate = "n/a" if math.isnan(r["train_rows_per_s"]) else f"{r['train_rows_per_s']:.0f}"
-        lines.append(f"| {r['variant']} | {r['runs']} | {_pm(r['auc_mean'], r['auc_std'])} | {_pct(r['auc_delta_pct'])} | "
-                     f"{_pm(r['qauc_mean'], r['qauc_std'])} | {_pct(r['qauc_delta_pct'])} | "
-                     f"{_pm(r['gauc_mean'], r['gauc_std'])} | {_pct(r['gauc_delta_pct'])} | {_pm(r['auc_new_mean'], r['auc_new_std'])} | "
-                     f"{params} | {flops}{rate} |")
+        lines.append(
+            f"| {r['variant']} | {r['runs']} | {_pm(r['auc_mean'], r['auc_std'])} | {_pct(r['auc_delta_pct'])} | "
+            f"{_pm(r['qauc_mean'], r['qauc_std'])} | {_pct(r['qauc_delta_pct'])} | "
+            f"{_pm(r['gauc_mean'], r['gauc_std'])} | {_pct(r['gauc_delta_pct'])} | "
+            f"{_pm(r['auc_new_mean'], r['auc_new_std'])} | "
+            f"{params} | {flops}{rate} |"
+        )
     if any(not math.isnan(r.get("qauc_delta", math.nan)) for r in rows):
-        lines += ["", f"Difference vs `{suite.reference}` (absolute; 95% paired bootstrap interval over the same test rows: "
-                  "sessions for QAUC, users for GAUC, rows for AUC and AUC new docs; seeds pooled). An interval "
-                  "that excludes 0 is a difference beyond noise (**bold**).", "",
-                  "| variant | seeds | ΔAUC | ΔQAUC | ΔGAUC | ΔAUC new docs |", "|---|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"Difference vs `{suite.reference}` (absolute; 95% paired bootstrap interval over the same test rows: "
+            "sessions for QAUC, users for GAUC, rows for AUC and AUC new docs; seeds pooled). An interval "
+            "that excludes 0 is a difference beyond noise (**bold**).",
+            "",
+            "| variant | seeds | ΔAUC | ΔQAUC | ΔGAUC | ΔAUC new docs |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         for r in rows:
             if r["variant"] == suite.reference:
                 continue
@@ -623,7 +732,10 @@ def render_markdown(suite: Suite, rows: list[dict], machine: str) -> str:
         v = variants[r["variant"]]
         parts = []
         for st in v.stages:
-            text = " ".join([f"`-c {x}`" for x in st.recipes] + [f"`{shlex.join(st.args)}`"] * bool(st.args)) or "(base only)"
+            text = (
+                " ".join([f"`-c {x}`" for x in st.recipes] + [f"`{shlex.join(st.args)}`"] * bool(st.args))
+                or "(base only)"
+            )
             parts.append((f"{st.name}: " if len(v.stages) > 1 else "") + text)
         lines.append(f"- **{r['variant']}**: " + "; ".join(parts) + (f" -- {v.description}" if v.description else ""))
     return "\n".join(lines) + "\n"
@@ -643,12 +755,20 @@ def write_report(suite: Suite, out: Path, prefix: Path | None = None, log_to_mlf
     paths = {"md": prefix.with_suffix(".md"), "csv": prefix.with_suffix(".csv"), "png": prefix.with_suffix(".png")}
     stream = collect_streaming(suite, out)
     paths["md"].write_text(render_markdown(suite, rows, machine) + (render_streaming(stream) if stream else ""))
-    columns = (["variant", "runs"] + [f"{m}_{k}" for m in METRICS for k in ("mean", "std", "delta_pct")]
-               + ["auc_new_mean", "auc_new_std"]
-               + [f"{m}_{k}" for m in DELTA_METRICS for k in ("delta", "delta_ci_low", "delta_ci_high")]
-               + ["params", "trainable_params", "mflops_per_row", "train_rows_per_s"])
-    table = pa.table({c: [r[c] for r in rows] for c in columns} | {"seeds": [" ".join(map(str, r["seeds"])) for r in rows],
-                                                                   "run_ids": [" ".join(x or "" for x in r["run_ids"]) for r in rows]})
+    columns = (
+        ["variant", "runs"]
+        + [f"{m}_{k}" for m in METRICS for k in ("mean", "std", "delta_pct")]
+        + ["auc_new_mean", "auc_new_std"]
+        + [f"{m}_{k}" for m in DELTA_METRICS for k in ("delta", "delta_ci_low", "delta_ci_high")]
+        + ["params", "trainable_params", "mflops_per_row", "train_rows_per_s"]
+    )
+    table = pa.table(
+        {c: [r[c] for r in rows] for c in columns}
+        | {
+            "seeds": [" ".join(map(str, r["seeds"])) for r in rows],
+            "run_ids": [" ".join(x or "" for x in r["run_ids"]) for r in rows],
+        }
+    )
     pacsv.write_csv(table, paths["csv"])
     _plot(suite, rows, paths["png"])
     if stream:
@@ -667,8 +787,9 @@ def _plot(suite: Suite, rows: list[dict], path: Path) -> None:
 
     names = [r["variant"] for r in rows]
     with_ci = any(not math.isnan(r.get("qauc_delta", math.nan)) for r in rows)
-    fig, grid = plt.subplots(2 if with_ci else 1, 2, figsize=(max(8, 1.2 * len(rows) + 4), 8.4 if with_ci else 4.2),
-                             squeeze=False)
+    fig, grid = plt.subplots(
+        2 if with_ci else 1, 2, figsize=(max(8, 1.2 * len(rows) + 4), 8.4 if with_ci else 4.2), squeeze=False
+    )
     axes = grid[0]
     if with_ci:
         _plot_deltas(suite, rows, grid[1])
@@ -699,8 +820,14 @@ def _plot_deltas(suite: Suite, rows: list[dict], axes) -> None:
         values = [r.get(f"{m}_delta", math.nan) for r in others]
         low = [v - r.get(f"{m}_delta_ci_low", math.nan) for v, r in zip(values, others)]
         high = [r.get(f"{m}_delta_ci_high", math.nan) - v for v, r in zip(values, others)]
-        colors = ["tab:green" if r.get(f"{m}_delta_ci_low", 0) > 0 else "tab:red" if r.get(f"{m}_delta_ci_high", 0) < 0
-                  else "tab:gray" for r in others]
+        colors = [
+            "tab:green"
+            if r.get(f"{m}_delta_ci_low", 0) > 0
+            else "tab:red"
+            if r.get(f"{m}_delta_ci_high", 0) < 0
+            else "tab:gray"
+            for r in others
+        ]
         ax.errorbar(xs, values, yerr=[low, high], fmt="none", ecolor="black", capsize=5)
         ax.scatter(xs, values, c=colors, zorder=3)
         ax.axhline(0.0, color="tab:orange", lw=1)
@@ -723,21 +850,27 @@ def _log_report(suite: Suite, out: Path, paths: dict[str, Path], rows: list[dict
         state = out / "report_run.json"
         run_id = json.loads(state.read_text())["run_id"] if state.exists() else None
         if run_id is None:
-            run = client.create_run(exp_id, run_name=f"{suite.name} report", tags={"suite": suite.name, "kind": "report"})
+            run = client.create_run(
+                exp_id, run_name=f"{suite.name} report", tags={"suite": suite.name, "kind": "report"}
+            )
             run_id = run.info.run_id
             state.write_text(json.dumps({"run_id": run_id}))
         for p in paths.values():
             client.log_artifact(run_id, str(p), artifact_path="report")
         for r in rows or []:  # every number of the report, comparable across suites in MLflow
             for key in [f"{m}_{k}" for m in METRICS for k in ("mean", "std")] + [
-                    f"{m}_{k}" for m in DELTA_METRICS for k in ("delta", "delta_ci_low", "delta_ci_high")]:
+                f"{m}_{k}" for m in DELTA_METRICS for k in ("delta", "delta_ci_low", "delta_ci_high")
+            ]:
                 value = r.get(key, math.nan)
                 if isinstance(value, float) and math.isfinite(value):
                     client.log_metric(run_id, f"{r['variant']}/{key}", value)
         client.set_terminated(run_id)
         print(f"report logged to MLflow run {run_id} (experiment '{suite.experiment}', {tracking_uri()})", flush=True)
     except Exception as err:  # the report files exist; MLflow being unavailable must not lose them
-        print(f"warning: could not log the report to MLflow ({type(err).__name__}: {err}); the files are in {out}", file=sys.stderr)
+        print(
+            f"warning: could not log the report to MLflow ({type(err).__name__}: {err}); the files are in {out}",
+            file=sys.stderr,
+        )
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -745,32 +878,59 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="lemur run",
         description="Run a suite of recipes x seeds (recipes/suites/*.yaml) as separate `lemur fit` runs in one MLflow "
-                    "experiment, resuming a half-done suite, and write a comparison report (Markdown, CSV, PNG).",
+        "experiment, resuming a half-done suite, and write a comparison report (Markdown, CSV, PNG).",
         epilog="Any other --key value after the suite is passed to every `lemur fit`, e.g. --trainer.max_epochs 1. "
-               "Smoke test of a whole suite: lemur run SUITE --config recipes/tiny.yaml --seeds 0 --out outputs/smoke")
+        "Smoke test of a whole suite: lemur run SUITE --config recipes/tiny.yaml --seeds 0 --out outputs/smoke",
+    )
     parser.add_argument("suite", help="suite YAML file, e.g. recipes/suites/table3_two_stage_vs_e2e.yaml")
     parser.add_argument("--out", help="folder for the runs and the report (default: outputs/suites/<suite name>)")
     parser.add_argument("--seeds", help="comma-separated seeds replacing the suite's, e.g. 0 or 0,1")
     parser.add_argument("--only", help="comma-separated variant names to run (the report still covers all)")
-    parser.add_argument("--config", action="append", default=[], metavar="YAML",
-                        help="extra override recipe appended to every run, e.g. recipes/tiny.yaml (repeatable)")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="extra override recipe appended to every run, e.g. recipes/tiny.yaml (repeatable)",
+    )
     parser.add_argument("--data", help="dataset folder for every run (--data.init_args.root)")
-    parser.add_argument("--max-steps", type=int, help="smoke test: stop each run after N steps, validate/test on 2 batches")
-    parser.add_argument("--flops", action="store_true", help="count FLOPs per training row of each variant for the report (the suite's `flops: true` does too)")
+    parser.add_argument(
+        "--max-steps", type=int, help="smoke test: stop each run after N steps, validate/test on 2 batches"
+    )
+    parser.add_argument(
+        "--flops",
+        action="store_true",
+        help="count FLOPs per training row of each variant for the report (the suite's `flops: true` does too)",
+    )
     parser.add_argument("--report", help="path prefix of the report files (default: <out>/report)")
-    parser.add_argument("--report-only", action="store_true", help="do not run anything; rebuild the report from finished runs")
+    parser.add_argument(
+        "--report-only", action="store_true", help="do not run anything; rebuild the report from finished runs"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the command of every unfinished run and exit")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
-    parser.add_argument("--progress-every", type=float, default=60.0, metavar="SECONDS",
-                        help="print each running run's step and time left this often (default 60; 0 = never)")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="run N (variant, seed) chains at once, each with cpu_count/N torch threads unless OMP_NUM_THREADS is set "
-                             "(2 on a 2-core CPU gives ~1.2x the runs per hour of 1; with GPUs run one suite per GPU instead, "
-                             "CUDA_VISIBLE_DEVICES=k lemur run ... --seeds k)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="stream every run's output (it always goes to its log.txt)")
+    parser.add_argument(
+        "--progress-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="print each running run's step and time left this often (default 60; 0 = never)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N (variant, seed) chains at once, each with cpu_count/N torch threads unless OMP_NUM_THREADS is set "
+        "(2 on a 2-core CPU gives ~1.2x the runs per hour of 1; with GPUs run one suite per GPU instead, "
+        "CUDA_VISIBLE_DEVICES=k lemur run ... --seeds k)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="stream every run's output (it always goes to its log.txt)"
+    )
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":
         extra = extra[1:]
+
     def _number(text: str) -> bool:
         try:
             float(text)
@@ -782,7 +942,7 @@ def main(argv: list[str]) -> int:
     if bad:
         parser.error(f"unknown option(s) {bad}; arguments starting with -- after the suite go to every `lemur fit`")
     try:
-        suite = load_suite(args.suite)
+        suite = load_suite(_in_repository(args.suite))
         if args.seeds:
             try:
                 suite.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -793,6 +953,7 @@ def main(argv: list[str]) -> int:
             unknown = [n for n in names if n not in {v.name for v in suite.variants}]
             if unknown:
                 parser.error(f"--only: unknown variant(s) {unknown}; the suite has {[v.name for v in suite.variants]}")
+        args.config = [_in_repository(cfg) for cfg in args.config]
         for cfg in args.config:
             if not Path(cfg).is_file():
                 parser.error(f"--config: no such file {cfg!r}")
@@ -803,14 +964,28 @@ def main(argv: list[str]) -> int:
         parser.error(f"--jobs: expected a positive integer, got {args.jobs}")
     out = Path(args.out) if args.out else Path("outputs") / "suites" / suite.name
     extra_args = list(extra) + (["--data.init_args.root", args.data] if args.data else [])
-    opts = Options(out, args.config, extra_args, args.max_steps, args.verbose, args.fail_fast, args.dry_run, args.jobs, args.progress_every)
+    opts = Options(
+        out,
+        args.config,
+        extra_args,
+        args.max_steps,
+        args.verbose,
+        args.fail_fast,
+        args.dry_run,
+        args.jobs,
+        args.progress_every,
+    )
     status = {"done": [], "skipped": [], "failed": []}
     if not args.report_only:
         run_suite_on = suite
         if args.only:
             run_suite_on = Suite(**{**suite.__dict__, "variants": [v for v in suite.variants if v.name in names]})
         total = len(run_suite_on.runs())
-        print(f"suite {suite.name}: {len(run_suite_on.variants)} variants x {len(suite.seeds)} seeds = {total} runs -> {out}", flush=True)
+        print(
+            f"suite {suite.name}: {len(run_suite_on.variants)} variants x {len(suite.seeds)} seeds = {total} runs "
+            f"-> {out}",
+            flush=True,
+        )
         status = run_suite(run_suite_on, opts)
         if args.dry_run:
             return 0

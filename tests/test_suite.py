@@ -23,7 +23,13 @@ EXPLORATION_SUITES = sorted((REPO / "experiments").glob("*/*_suite.yaml"))
 
 def test_the_paper_tables_have_suites() -> None:
     names = {p.stem for p in SUITES}
-    assert {"table2_ladder", "table3_two_stage_vs_e2e", "table4_sampling", "table5_ablations", "table6_temperature"} <= names
+    assert {
+        "table2_ladder",
+        "table3_two_stage_vs_e2e",
+        "table4_sampling",
+        "table5_ablations",
+        "table6_temperature",
+    } <= names
 
 
 @pytest.mark.parametrize("path", SUITES, ids=lambda p: p.stem)
@@ -46,7 +52,9 @@ def _variant_stacks() -> list[tuple[str, list[str]]]:
 
 
 @pytest.mark.parametrize("name,recipes,args", _variant_stacks(), ids=[s[0] for s in _variant_stacks()])
-def test_every_variant_instantiates(name: str, recipes: list[str], args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_variant_instantiates(
+    name: str, recipes: list[str], args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The stacked overrides of each variant make a valid model (dimensions agree, classes resolve)."""
     from lemur.cli import LemurCLI
 
@@ -80,18 +88,38 @@ def test_variant_stacks_do_what_their_names_say(tmp_path: Path, monkeypatch: pyt
 BAD = {
     # jsonargparse's typed parsing of the suite dataclasses names the key and the value
     "unknown_key": ("name: x\nseedz: [0]\nvariants: [{name: a}]\n", "Option 'seedz' is not accepted"),
-    "bad_seeds": ("name: x\nseeds: [zero]\nvariants: [{name: a}]\n", 'key "seeds": Expected a <class \'int\'>. Got value: zero'),
+    "bad_seeds": (
+        "name: x\nseeds: [zero]\nvariants: [{name: a}]\n",
+        "key \"seeds\": Expected a <class 'int'>. Got value: zero",
+    ),
     "no_seeds": ("name: x\nseeds: []\nvariants: [{name: a}]\n", "key 'seeds': expected a non-empty list"),
     "no_variants": ("name: x\nseeds: [0]\n", "required: variants"),
-    "bad_flops": ("name: x\nflops: maybe\nvariants: [{name: a}]\n", 'key "flops": Expected a <class \'bool\'>. Got value: maybe'),
-    "missing_recipe": ("name: x\nvariants: [{name: a, recipes: [recipes/nope.yaml]}]\n", "recipe 'recipes/nope.yaml' not found"),
+    "bad_flops": (
+        "name: x\nflops: maybe\nvariants: [{name: a}]\n",
+        "key \"flops\": Expected a <class 'bool'>. Got value: maybe",
+    ),
+    "missing_recipe": (
+        "name: x\nvariants: [{name: a, recipes: [recipes/nope.yaml]}]\n",
+        "recipe 'recipes/nope.yaml' not found",
+    ),
     "bad_reference": ("name: x\nreference: b\nvariants: [{name: a}]\n", "key 'reference': 'b'"),
     "duplicate_variant": ("name: x\nvariants: [{name: a}, {name: a}]\n", "variant names must be unique"),
-    "late_checkpoint": ("name: x\nvariants: [{name: a, stages: [{name: s1, checkpoint_from: s2}, {name: s2}]}]\n",
-                        "key 'checkpoint_from': 's2' is not an earlier stage"),
-    "variant_typo": ("name: x\nvariants: [{name: a, recipe: [recipes/lemur.yaml]}]\n", "variant 'a': Option 'recipe' is not accepted"),
-    "stage_typo": ("name: x\nvariants: [{name: a, stages: [{name: s, checkpoint_frm: s0}]}]\n", "variant 'a': Parser key \"stages\""),
-    "stages_and_recipes": ("name: x\nvariants: [{name: a, recipes: [recipes/lemur.yaml], stages: [{name: s}]}]\n", "not both"),
+    "late_checkpoint": (
+        "name: x\nvariants: [{name: a, stages: [{name: s1, checkpoint_from: s2}, {name: s2}]}]\n",
+        "key 'checkpoint_from': 's2' is not an earlier stage",
+    ),
+    "variant_typo": (
+        "name: x\nvariants: [{name: a, recipe: [recipes/lemur.yaml]}]\n",
+        "variant 'a': Option 'recipe' is not accepted",
+    ),
+    "stage_typo": (
+        "name: x\nvariants: [{name: a, stages: [{name: s, checkpoint_frm: s0}]}]\n",
+        "variant 'a': Parser key \"stages\"",
+    ),
+    "stages_and_recipes": (
+        "name: x\nvariants: [{name: a, recipes: [recipes/lemur.yaml], stages: [{name: s}]}]\n",
+        "not both",
+    ),
     "not_yaml": ("name: [x\n", "not valid YAML"),
 }
 
@@ -116,10 +144,37 @@ def test_recipe_paths_resolve_from_any_folder(tmp_path: Path, monkeypatch: pytes
     assert load_suite(REPO / "recipes/suites/table3_two_stage_vs_e2e.yaml").base == ["recipes/lemur.yaml"]
 
 
+def test_suite_and_config_paths_typed_outside_the_repository_are_found_in_it(tmp_path: Path) -> None:
+    """`lemur run recipes/suites/X.yaml --config recipes/tiny.yaml` typed in another folder finds both in the clone."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lemur.cli",
+            "run",
+            "recipes/suites/table3_two_stage_vs_e2e.yaml",
+            "--config",
+            "recipes/tiny.yaml",
+            "--seeds",
+            "0",
+            "--dry-run",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert str(REPO / "recipes" / "tiny.yaml") in done.stdout and "end_to_end" in done.stdout
+
+
 def test_cli_reports_a_bad_suite_without_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(BAD["unknown_key"][0])
-    done = subprocess.run([sys.executable, "-m", "lemur.cli", "run", str(path)], capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "lemur.cli", "run", str(path)], capture_output=True, text=True, cwd=REPO
+    )
     assert done.returncode == 2
     assert "lemur run: bad suite" in done.stderr and "seedz" in done.stderr and "Traceback" not in done.stderr
 
@@ -146,8 +201,12 @@ def test_commands_carry_seed_tags_lineage_and_resume(tmp_path: Path) -> None:
     first = build_command(suite, opts, variant, 3, pretrain)
     assert first[first.index("--seed_everything") + 1] == "3"
     folder = run_dir(opts.out, variant, 3, pretrain)
-    assert first[-4:] == ["--summary.metrics_file", str(folder / "metrics.json"),
-                          "--summary.predictions_file", str(folder / "test_predictions.parquet")]
+    assert first[-4:] == [
+        "--summary.metrics_file",
+        str(folder / "metrics.json"),
+        "--summary.predictions_file",
+        str(folder / "test_predictions.parquet"),
+    ]
     tags = json.loads(first[first.index("--trainer.logger.init_args.tags") + 1])
     assert tags == {"suite": "t", "variant": "two_stage", "seed": "3", "stage": "pretrain"}
     assert "--ckpt_path" not in first and "--trainer.logger.init_args.run_id" not in first
@@ -175,14 +234,24 @@ def test_commands_carry_seed_tags_lineage_and_resume(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ report numbers
 def _record(folder: Path, auc: float, qauc: float, gauc: float, rate: float = 100.0) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    folder.joinpath("metrics.json").write_text(json.dumps({
-        "status": "tested", "run_id": folder.name, "params": {"total": 2_000_000, "trainable": 1_500_000},
-        "metrics": {"test/auc": auc, "test/qauc": qauc, "test/gauc": gauc, "test/auc_new": auc - 0.1}, "phases": {"train": {"rows_per_s": rate}}}))
+    folder.joinpath("metrics.json").write_text(
+        json.dumps(
+            {
+                "status": "tested",
+                "run_id": folder.name,
+                "params": {"total": 2_000_000, "trainable": 1_500_000},
+                "metrics": {"test/auc": auc, "test/qauc": qauc, "test/gauc": gauc, "test/auc_new": auc - 0.1},
+                "phases": {"train": {"rows_per_s": rate}},
+            }
+        )
+    )
 
 
 def test_report_aggregates_seeds_and_deltas(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
-    path.write_text("name: r\nreference: base\nseeds: [0, 1]\nvariants: [{name: base}, {name: other}, {name: missing}]\n")
+    path.write_text(
+        "name: r\nreference: base\nseeds: [0, 1]\nvariants: [{name: base}, {name: other}, {name: missing}]\n"
+    )
     suite = load_suite(path, root=REPO)
     out = tmp_path / "out"
     v = {x.name: x for x in suite.variants}
@@ -229,8 +298,13 @@ def test_report_has_paired_bootstrap_intervals_vs_the_reference(tmp_path: Path) 
     n = 4000
     y = (rng.random(n) < 0.3).astype(np.int8)
     session = np.repeat(np.arange(n // 10), 10)
-    rows = {"label": y, "session_id": session, "user_id": session // 5, "doc_id": np.tile(np.arange(10), n // 10),
-            "is_new_doc": rng.random(n) < 0.3}
+    rows = {
+        "label": y,
+        "session_id": session,
+        "user_id": session // 5,
+        "doc_id": np.tile(np.arange(10), n // 10),
+        "is_new_doc": rng.random(n) < 0.3,
+    }
     for v in suite.variants:
         for seed in suite.seeds:
             folder = run_dir(out, v, seed, v.stages[0])
@@ -251,7 +325,8 @@ def test_report_has_paired_bootstrap_intervals_vs_the_reference(tmp_path: Path) 
 # ------------------------------------------------------------------------------ end to end
 @pytest.mark.slow
 def test_table3_suite_end_to_end_and_resume(tmp_path: Path) -> None:
-    """The real Table 3 suite (two-stage hand-off included) on `tiny`, 1 seed, 2 steps per run; run again: nothing reruns."""
+    """The real Table 3 suite (two-stage hand-off included) on `tiny`, 1 seed, 2 steps per run;
+    run again: nothing reruns."""
     from mlflow.tracking import MlflowClient
 
     from lemur.data.synth import PRESETS, generate
@@ -259,9 +334,27 @@ def test_table3_suite_end_to_end_and_resume(tmp_path: Path) -> None:
     generate(PRESETS["tiny"], tmp_path / "tiny")
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     out = tmp_path / "suite"
-    cmd = [sys.executable, "-m", "lemur.cli", "run", "recipes/suites/table3_two_stage_vs_e2e.yaml", "--config", "recipes/tiny.yaml",
-           "--seeds", "0", "--max-steps", "2", "--data", str(tmp_path / "tiny"), "--out", str(out),
-           "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "runs")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lemur.cli",
+        "run",
+        "recipes/suites/table3_two_stage_vs_e2e.yaml",
+        "--config",
+        "recipes/tiny.yaml",
+        "--seeds",
+        "0",
+        "--max-steps",
+        "2",
+        "--data",
+        str(tmp_path / "tiny"),
+        "--out",
+        str(out),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path / "runs"),
+    ]
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -278,18 +371,27 @@ def test_table3_suite_end_to_end_and_resume(tmp_path: Path) -> None:
     runs = client.search_runs([exp.experiment_id])
     fits = [r for r in runs if r.data.tags.get("kind") != "report"]
     assert sorted((r.data.tags["variant"], r.data.tags["stage"]) for r in fits) == [
-        ("end_to_end", "fit"), ("id_only", "fit"), ("two_stage", "pretrain"), ("two_stage", "rank")]
+        ("end_to_end", "fit"),
+        ("id_only", "fit"),
+        ("two_stage", "pretrain"),
+        ("two_stage", "rank"),
+    ]
     by_stage = {r.data.tags["stage"]: r for r in fits if r.data.tags["variant"] == "two_stage"}
     assert by_stage["rank"].data.tags["lineage.upstream_run_id"] == by_stage["pretrain"].info.run_id
     assert all("test/qauc" in r.data.metrics for r in fits)
     report_runs = [r for r in runs if r.data.tags.get("kind") == "report"]
     assert len(report_runs) == 1
     assert {a.path for a in client.list_artifacts(report_runs[0].info.run_id, "report")} == {
-        "report/report.md", "report/report.csv", "report/report.png"}
+        "report/report.md",
+        "report/report.csv",
+        "report/report.png",
+    }
 
     second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("finished earlier, skipped") == 4 and "running" not in second.stdout.replace("(resuming)", "")
+    assert second.stdout.count("finished earlier, skipped") == 4 and "running" not in second.stdout.replace(
+        "(resuming)", ""
+    )
     assert len(client.search_runs([exp.experiment_id])) == len(runs), "a re-run adds no MLflow run"
 
 
@@ -302,7 +404,11 @@ def test_flops_per_row_follow_the_sampling(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.chdir(REPO)
     suite = load_suite(REPO / "recipes/suites/table4_sampling.yaml", root=REPO)
     assert suite.flops
-    opts = Options(out=tmp_path / "out", extra_configs=["recipes/tiny.yaml"], extra_args=["--data.init_args.root", str(tmp_path / "tiny")])
+    opts = Options(
+        out=tmp_path / "out",
+        extra_configs=["recipes/tiny.yaml"],
+        extra_args=["--data.init_args.root", str(tmp_path / "tiny")],
+    )
     v = {x.name: x for x in suite.variants}
     full, sampled = measure_flops(suite, opts, v["no_sampling"]), measure_flops(suite, opts, v["p20_q20"])
     assert full["flops_per_row"] > 1.5 * sampled["flops_per_row"] > 0
@@ -318,8 +424,9 @@ start = time.time()
 time.sleep(1.0)
 if fail:
     sys.exit(3)
-json.dump({"status": "tested", "run_id": os.path.basename(folder), "metrics": {"test/auc": 0.5},
-           "start": start, "end": time.time(), "threads": os.environ.get("OMP_NUM_THREADS")}, open(os.path.join(folder, "metrics.json"), "w"))
+record = {"status": "tested", "run_id": os.path.basename(folder), "metrics": {"test/auc": 0.5},
+          "start": start, "end": time.time(), "threads": os.environ.get("OMP_NUM_THREADS")}
+json.dump(record, open(os.path.join(folder, "metrics.json"), "w"))
 """
 
 
@@ -344,13 +451,28 @@ def test_jobs_run_chains_at_once_keeping_stage_order(tmp_path: Path, monkeypatch
     monkeypatch.setattr(suite_mod, "_ensure_experiment", lambda name: None)
     status = suite_mod.run_suite(suite, Options(out=out, jobs=2))
     v = {x.name: x for x in suite.variants}
-    rec = lambda name, seed, stage: json.loads((run_dir(out, v[name], seed, v[name].stages[[s.name for s in v[name].stages].index(stage)]) / "metrics.json").read_text())
-    assert len(status["done"]) == 4 and len(status["failed"]) == 2 and not status["skipped"]  # seed 1: pretrain failed, rank skipped
+    rec = lambda name, seed, stage: json.loads(
+        (
+            run_dir(out, v[name], seed, v[name].stages[[s.name for s in v[name].stages].index(stage)]) / "metrics.json"
+        ).read_text()
+    )
+    assert (
+        len(status["done"]) == 4 and len(status["failed"]) == 2 and not status["skipped"]
+    )  # seed 1: pretrain failed, rank skipped
     assert not (run_dir(out, v["two_stage"], 1, v["two_stage"].stages[1]) / "metrics.json").exists()
     assert rec("two_stage", 0, "rank")["start"] >= rec("two_stage", 0, "pretrain")["end"]
-    spans = [(rec(n, s, st)["start"], rec(n, s, st)["end"]) for n, s, st in
-             [("two_stage", 0, "pretrain"), ("two_stage", 0, "rank"), ("plain", 0, "fit"), ("plain", 1, "fit")]]
-    assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1:]), "no two runs overlapped"
+    spans = [
+        (rec(n, s, st)["start"], rec(n, s, st)["end"])
+        for n, s, st in [
+            ("two_stage", 0, "pretrain"),
+            ("two_stage", 0, "rank"),
+            ("plain", 0, "fit"),
+            ("plain", 1, "fit"),
+        ]
+    ]
+    assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1 :]), (
+        "no two runs overlapped"
+    )
     assert rec("plain", 1, "fit")["threads"] == str(max(1, (os.cpu_count() or 1) // 2))
 
     again = suite_mod.run_suite(suite, Options(out=out, jobs=2))
@@ -358,8 +480,24 @@ def test_jobs_run_chains_at_once_keeping_stage_order(tmp_path: Path, monkeypatch
 
 
 def test_jobs_must_be_positive(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "lemur.cli", "run", "recipes/suites/table3_two_stage_vs_e2e.yaml", "--jobs", "0",
-                           "--dry-run", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lemur.cli",
+            "run",
+            "recipes/suites/table3_two_stage_vs_e2e.yaml",
+            "--jobs",
+            "0",
+            "--dry-run",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "--jobs: expected a positive integer, got 0" in done.stderr
 
 
@@ -370,7 +508,9 @@ def test_progress_line_from_a_running_record() -> None:
     assert progress_line({"status": "running"}, 5.0) is None
     line = progress_line({"progress": {"step": 200, "total_steps": 800, "train_seconds": 100.0}}, 130.0)
     assert line == "step 200/800 (25%), 2m10s, ~5m00s of training left"
-    assert progress_line({"progress": {"step": 900, "total_steps": 800, "train_seconds": 10.0}}, 1.0).startswith("step 900/800 (99%)")
+    assert progress_line({"progress": {"step": 900, "total_steps": 800, "train_seconds": 10.0}}, 1.0).startswith(
+        "step 900/800 (99%)"
+    )
     assert progress_line({"progress": {"step": 3, "total_steps": None}}, 61.0) == "step 3, 1m01s"
 
 
@@ -389,9 +529,27 @@ def test_run_summary_writes_progress_while_training(tmp_path: Path) -> None:
             if metrics.exists():
                 seen.append(json.loads(metrics.read_text()).get("progress"))
 
-    cli = LemurCLI(args=["-c", str(REPO / "recipes/lemur.yaml"), "-c", str(REPO / "recipes/tiny.yaml"), "--data.init_args.root", str(tmp_path / "tiny"),
-                         "--trainer.logger", "false", "--summary.metrics_file", str(metrics), "--summary.progress_every_s", "1e-6",
-                         "--trainer.default_root_dir", str(tmp_path), "--checkpoint.dirpath", str(tmp_path / "ckpt")], run=False)
+    cli = LemurCLI(
+        args=[
+            "-c",
+            str(REPO / "recipes/lemur.yaml"),
+            "-c",
+            str(REPO / "recipes/tiny.yaml"),
+            "--data.init_args.root",
+            str(tmp_path / "tiny"),
+            "--trainer.logger",
+            "false",
+            "--summary.metrics_file",
+            str(metrics),
+            "--summary.progress_every_s",
+            "1e-6",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--checkpoint.dirpath",
+            str(tmp_path / "ckpt"),
+        ],
+        run=False,
+    )
     cli.trainer.callbacks.append(Spy())
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     steps = [p["step"] for p in seen if p]

@@ -32,8 +32,9 @@ class RunSummary(L.Callback):
             (``lemur.metrics.bootstrap``). Under DDP each rank writes ``<stem>.rank<k>.parquet``.
     """
 
-    def __init__(self, metrics_file: str | None = None, progress_every_s: float = 30.0,
-                 predictions_file: str | None = None) -> None:
+    def __init__(
+        self, metrics_file: str | None = None, progress_every_s: float = 30.0, predictions_file: str | None = None
+    ) -> None:
         if not progress_every_s > 0:
             raise ValueError(f"summary.progress_every_s must be > 0, got {progress_every_s!r}")
         self.phases: dict[str, dict[str, float]] = {}
@@ -53,9 +54,11 @@ class RunSummary(L.Callback):
             logger = trainer.logger
             params = sum(p.numel() for p in pl_module.parameters())
             trainable = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
-            self._record = {"run_id": getattr(logger, "run_id", None),
-                            "experiment_id": getattr(logger, "experiment_id", None),
-                            "params": {"total": params, "trainable": trainable}}
+            self._record = {
+                "run_id": getattr(logger, "run_id", None),
+                "experiment_id": getattr(logger, "experiment_id", None),
+                "params": {"total": params, "trainable": trainable},
+            }
         self._record.update(fields)
         path = Path(self.metrics_file)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +83,10 @@ class RunSummary(L.Callback):
         stats["seconds"] = time.perf_counter() - self._start[phase]
         stats["rows_per_s"] = stats["rows"] / max(stats["seconds"], 1e-9)
         if trainer.logger is not None:
-            trainer.logger.log_metrics({f"{phase}/rows_per_s": stats["rows_per_s"], f"{phase}/wall_s": stats["seconds"]}, step=trainer.global_step)
+            trainer.logger.log_metrics(
+                {f"{phase}/rows_per_s": stats["rows_per_s"], f"{phase}/wall_s": stats["seconds"]},
+                step=trainer.global_step,
+            )
 
     def on_train_start(self, trainer, pl_module):
         self._begin("train")
@@ -91,9 +97,16 @@ class RunSummary(L.Callback):
         if self.metrics_file is not None and now - self._last_progress >= self.progress_every_s:
             self._last_progress = now
             total = trainer.estimated_stepping_batches
-            self._write(trainer, pl_module, progress={
-                "step": trainer.global_step, "total_steps": int(total) if math.isfinite(total) else None,
-                "epoch": trainer.current_epoch, "train_seconds": round(now - self._start.get("train", now), 1)})
+            self._write(
+                trainer,
+                pl_module,
+                progress={
+                    "step": trainer.global_step,
+                    "total_steps": int(total) if math.isfinite(total) else None,
+                    "epoch": trainer.current_epoch,
+                    "train_seconds": round(now - self._start.get("train", now), 1),
+                },
+            )
 
     def on_train_end(self, trainer, pl_module):
         self._end(trainer, "train")
@@ -127,8 +140,9 @@ class RunSummary(L.Callback):
         if self.predictions_file is not None:
             self._write_predictions(trainer)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-        self._write(trainer, pl_module, status="tested", metrics=metrics, phases=self.phases,
-                    global_step=trainer.global_step)
+        self._write(
+            trainer, pl_module, status="tested", metrics=metrics, phases=self.phases, global_step=trainer.global_step
+        )
 
     def table(self, metrics: dict[str, float]) -> str:
         """A small fixed-width table of the final metrics and the throughput of each phase."""

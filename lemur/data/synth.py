@@ -147,10 +147,25 @@ class SynthConfig:
         if isinstance(self.ocr_words, list):
             self.ocr_words = tuple(self.ocr_words)
         ints = {
-            "n_users": 1, "n_topics": 2, "n_initial_docs": 1, "new_docs_per_day": 0, "n_days": 1,
-            "docs_per_session": 1, "n_text_tastes": 1, "n_visual_tastes": 1, "image_size": 8, "seed": 0,
-            "skip_common_words": 0, "n_filler_words": 1, "words_per_topic": 4, "markers_per_text_taste": 1,
-            "queries_per_topic": 1, "focus_words": 1, "n_appeal_words": 0, "appeal_words_per_doc": 1, "n_subtopics": 1,
+            "n_users": 1,
+            "n_topics": 2,
+            "n_initial_docs": 1,
+            "new_docs_per_day": 0,
+            "n_days": 1,
+            "docs_per_session": 1,
+            "n_text_tastes": 1,
+            "n_visual_tastes": 1,
+            "image_size": 8,
+            "seed": 0,
+            "skip_common_words": 0,
+            "n_filler_words": 1,
+            "words_per_topic": 4,
+            "markers_per_text_taste": 1,
+            "queries_per_topic": 1,
+            "focus_words": 1,
+            "n_appeal_words": 0,
+            "appeal_words_per_doc": 1,
+            "n_subtopics": 1,
         }
         for name, low in ints.items():
             value = getattr(self, name)
@@ -162,10 +177,14 @@ class SynthConfig:
         if self.words_per_topic > 64:
             raise ValueError(f"SynthConfig.words_per_topic must be <= 64, got {self.words_per_topic}")
         if self.focus_words * self.n_subtopics > self.words_per_topic:
-            raise ValueError(f"SynthConfig.focus_words ({self.focus_words}) x n_subtopics ({self.n_subtopics}) must be <= "
-                             f"words_per_topic ({self.words_per_topic}): a document's focus words come from its sub-topic")
+            raise ValueError(
+                f"SynthConfig.focus_words ({self.focus_words}) x n_subtopics ({self.n_subtopics}) must be <= "
+                f"words_per_topic ({self.words_per_topic}): a document's focus words come from its sub-topic"
+            )
         if self.n_initial_docs < self.n_topics:
-            raise ValueError(f"SynthConfig.n_initial_docs ({self.n_initial_docs}) must be >= n_topics ({self.n_topics})")
+            raise ValueError(
+                f"SynthConfig.n_initial_docs ({self.n_initial_docs}) must be >= n_topics ({self.n_topics})"
+            )
         for name in ("title_words", "ocr_words"):
             lo_hi = getattr(self, name)
             if len(lo_hi) != 2 or not all(isinstance(v, int) for v in lo_hi) or not 1 <= lo_hi[0] <= lo_hi[1]:
@@ -187,8 +206,19 @@ class SynthConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"SynthConfig.{name} must be a finite number >= 0, got {value!r}")
-        finite = ("exposure_quality", "click_bias", "w_topic", "w_query_match", "w_text_taste", "w_visual_taste",
-                  "w_quality", "w_user", "w_hour", "w_appeal", "w_subtopic")
+        finite = (
+            "exposure_quality",
+            "click_bias",
+            "w_topic",
+            "w_query_match",
+            "w_text_taste",
+            "w_visual_taste",
+            "w_quality",
+            "w_user",
+            "w_hour",
+            "w_appeal",
+            "w_subtopic",
+        )
         for name in finite:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value)):
@@ -206,25 +236,60 @@ PRESETS: dict[str, SynthConfig] = {
     # CPU demo and known-answer benchmark (docs/synth.md, "Planted signals"): users arrive over time, the
     # tastes are off, and two planted signals each have a mechanism of LEMUR that should recover them
     "small": SynthConfig(
-        n_users=3000, n_topics=40, n_initial_docs=4000, new_docs_per_day=400, n_days=8,
-        sessions_per_user_per_day=1.25, docs_per_session=10, n_text_tastes=8, n_visual_tastes=6,
-        preference_drift=0.02, image_size=64, topic_concentration=0.1, new_user_share=1.0,
-        w_text_taste=0.0, w_visual_taste=0.0,
-        n_appeal_words=400, appeal_words_per_doc=4, w_appeal=1.0, n_subtopics=3, w_subtopic=1.0,
+        n_users=3000,
+        n_topics=40,
+        n_initial_docs=4000,
+        new_docs_per_day=400,
+        n_days=8,
+        sessions_per_user_per_day=1.25,
+        docs_per_session=10,
+        n_text_tastes=8,
+        n_visual_tastes=6,
+        preference_drift=0.02,
+        image_size=64,
+        topic_concentration=0.1,
+        new_user_share=1.0,
+        w_text_taste=0.0,
+        w_visual_taste=0.0,
+        n_appeal_words=400,
+        appeal_words_per_doc=4,
+        w_appeal=1.0,
+        n_subtopics=3,
+        w_subtopic=1.0,
     ),
     # CPU, the taste world before the planted signals: every user arrives on a later day and the text taste
     # (rare OCR marker words) is strong (diagnostics/history_ceiling.py measures what histories can know of it)
     "small-cold": SynthConfig(
-        n_users=3000, n_topics=40, n_initial_docs=4000, new_docs_per_day=400, n_days=8,
-        sessions_per_user_per_day=1.25, docs_per_session=10, n_text_tastes=8, n_visual_tastes=6,
-        preference_drift=0.02, image_size=64, topic_concentration=0.1,
-        new_user_share=1.0, w_text_taste=1.5,
+        n_users=3000,
+        n_topics=40,
+        n_initial_docs=4000,
+        new_docs_per_day=400,
+        n_days=8,
+        sessions_per_user_per_day=1.25,
+        docs_per_session=10,
+        n_text_tastes=8,
+        n_visual_tastes=6,
+        preference_drift=0.02,
+        image_size=64,
+        topic_concentration=0.1,
+        new_user_share=1.0,
+        w_text_taste=1.5,
     ),
     # GPU: ~20M rows, 100k users, 500k docs, 30 days
     "large": SynthConfig(
-        n_users=100_000, n_topics=200, n_initial_docs=355_000, new_docs_per_day=5_000, n_days=30,
-        sessions_per_user_per_day=0.67, docs_per_session=10, n_text_tastes=16, n_visual_tastes=8,
-        preference_drift=0.01, image_size=64, topic_concentration=0.03, n_filler_words=2000,
+        n_users=100_000,
+        n_topics=200,
+        n_initial_docs=355_000,
+        new_docs_per_day=5_000,
+        n_days=30,
+        sessions_per_user_per_day=0.67,
+        docs_per_session=10,
+        n_text_tastes=16,
+        n_visual_tastes=8,
+        preference_drift=0.01,
+        image_size=64,
+        topic_concentration=0.03,
+        n_filler_words=2000,
     ),
 }
 
@@ -317,7 +382,8 @@ def build_world(cfg: SynthConfig) -> World:
     if need > len(pool):
         raise ValueError(
             f"SynthConfig: the vocab has {len(pool)} usable words after skip_common_words={cfg.skip_common_words}, "
-            f"but n_filler_words + n_topics*words_per_topic + n_text_tastes*markers_per_text_taste = {need}")
+            f"but n_filler_words + n_topics*words_per_topic + n_text_tastes*markers_per_text_taste = {need}"
+        )
     filler = np.arange(cfg.n_filler_words)
     rare_start = max(len(pool) - max(4 * n_markers, len(pool) // 4), cfg.n_filler_words + n_topic_words)
     markers = (rare_start + r_vocab.permutation(len(pool) - rare_start)[:n_markers]).reshape(Kt, -1)
@@ -328,15 +394,21 @@ def build_world(cfg: SynthConfig) -> World:
     (r_plant,) = _rngs(cfg.seed, 4, 1)
     free = np.setdiff1d(mid, topic_words)  # mid-frequency words no topic owns: never in a query
     if cfg.n_appeal_words > len(free):
-        raise ValueError(f"SynthConfig.n_appeal_words={cfg.n_appeal_words}: only {len(free)} mid-frequency words are left "
-                         "after the topic words; lower it or n_topics * words_per_topic")
+        raise ValueError(
+            f"SynthConfig.n_appeal_words={cfg.n_appeal_words}: only {len(free)} mid-frequency words are left "
+            "after the topic words; lower it or n_topics * words_per_topic"
+        )
     appeal_words = r_plant.permutation(free)[: cfg.n_appeal_words]
     appeal_valence = r_plant.standard_normal(cfg.n_appeal_words)
 
     # documents
     N = cfg.n_docs
-    publish_day = np.concatenate([np.zeros(cfg.n_initial_docs, np.int32),
-                                  np.repeat(np.arange(1, cfg.n_days, dtype=np.int32), cfg.new_docs_per_day)])
+    publish_day = np.concatenate(
+        [
+            np.zeros(cfg.n_initial_docs, np.int32),
+            np.repeat(np.arange(1, cfg.n_days, dtype=np.int32), cfg.new_docs_per_day),
+        ]
+    )
     topic_pop = r_docs.dirichlet(np.full(T, 5.0))  # mildly unequal topic sizes
     doc_topic = r_docs.choice(T, size=N, p=topic_pop)
     doc_topic[r_docs.permutation(cfg.n_initial_docs)[:T]] = np.arange(T)  # every topic exists on day 0
@@ -362,7 +434,9 @@ def build_world(cfg: SynthConfig) -> World:
     def field_words(lengths: np.ndarray, width: int, p_topic: float) -> tuple[np.ndarray, np.ndarray]:
         local = np.take_along_axis(focus, r_text.integers(0, cfg.focus_words, (N, width)), axis=1)
         is_topic = r_text.random((N, width)) < p_topic
-        ids = np.where(is_topic, topic_words[doc_topic[:, None], local], filler[r_text.integers(0, len(filler), (N, width))])
+        ids = np.where(
+            is_topic, topic_words[doc_topic[:, None], local], filler[r_text.integers(0, len(filler), (N, width))]
+        )
         valid = np.arange(width)[None, :] < lengths[:, None]
         ids = np.where(valid, ids, -1).astype(np.int32)
         bits = np.where(valid & is_topic, np.left_shift(np.uint64(1), local.astype(np.uint64)), np.uint64(0))
@@ -433,21 +507,46 @@ def build_world(cfg: SynthConfig) -> World:
             local = r_queries.choice(W, size=n_words[i], replace=False, p=word_p)
             toks = [str(words[topic_words[t, k]]) for k in local]
             if generic[i]:
-                toks.insert(int(r_queries.integers(0, len(toks) + 1)), str(words[filler[r_queries.integers(0, len(filler))]]))
+                toks.insert(
+                    int(r_queries.integers(0, len(toks) + 1)), str(words[filler[r_queries.integers(0, len(filler))]])
+                )
             query_text.append(" ".join(toks))
             query_bits[i] = np.bitwise_or.reduce(np.left_shift(np.uint64(1), local.astype(np.uint64)))
     query_cum = np.cumsum(_zipf(Q, 1.0))
 
     return World(
-        words=words, filler=filler, topic_words=topic_words, markers=markers,
-        doc_id=doc_id, doc_topic=doc_topic, doc_quality=doc_quality, doc_text_taste=doc_text_taste,
-        doc_visual_taste=doc_visual_taste, doc_marked=doc_marked, doc_subtopic=doc_subtopic, doc_appeal=doc_appeal,
-        appeal_words=appeal_words, appeal_valence=appeal_valence, subtopic_pref=subtopic_pref, publish_day=publish_day, doc_bits=doc_bits,
-        title=title, ocr=ocr, asr=asr, asr_null=asr_null, cover=cover,
-        user_id=user_id, user_topic_cum=user_topic_cum, user_activity=user_activity, user_bias=user_bias,
+        words=words,
+        filler=filler,
+        topic_words=topic_words,
+        markers=markers,
+        doc_id=doc_id,
+        doc_topic=doc_topic,
+        doc_quality=doc_quality,
+        doc_text_taste=doc_text_taste,
+        doc_visual_taste=doc_visual_taste,
+        doc_marked=doc_marked,
+        doc_subtopic=doc_subtopic,
+        doc_appeal=doc_appeal,
+        appeal_words=appeal_words,
+        appeal_valence=appeal_valence,
+        subtopic_pref=subtopic_pref,
+        publish_day=publish_day,
+        doc_bits=doc_bits,
+        title=title,
+        ocr=ocr,
+        asr=asr,
+        asr_null=asr_null,
+        cover=cover,
+        user_id=user_id,
+        user_topic_cum=user_topic_cum,
+        user_activity=user_activity,
+        user_bias=user_bias,
         user_first_day=user_first_day,
-        text_pref0=text_pref0, visual_pref0=visual_pref0,
-        query_text=query_text, query_bits=query_bits, query_cum=query_cum,
+        text_pref0=text_pref0,
+        visual_pref0=visual_pref0,
+        query_text=query_text,
+        query_bits=query_bits,
+        query_cum=query_cum,
     )
 
 
@@ -478,7 +577,9 @@ def _stripes(size: int) -> np.ndarray:
     return out
 
 
-def _cover_pixels(cfg: SynthConfig, rng: np.random.Generator, visual_taste: np.ndarray, topic: np.ndarray) -> np.ndarray:
+def _cover_pixels(
+    cfg: SynthConfig, rng: np.random.Generator, visual_taste: np.ndarray, topic: np.ndarray
+) -> np.ndarray:
     """RGB uint8 [n, S, S, 3]: hue from the visual taste (+ small jitter), stripes whose
     orientation and period depend on the topic (brightness only), blocky low-amplitude noise."""
     n, S = len(visual_taste), cfg.image_size
@@ -511,16 +612,31 @@ def _join(words: np.ndarray, ids: np.ndarray) -> list[str]:
     return out
 
 
-_DOCS_SCHEMA = pa.schema([
-    ("doc_id", pa.int64()), ("title", pa.string()), ("ocr", pa.string()), ("asr", pa.string()),
-    ("cover_text", pa.string()), ("image", pa.binary()), ("publish_day", pa.int32()),
-])
+_DOCS_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.int64()),
+        ("title", pa.string()),
+        ("ocr", pa.string()),
+        ("asr", pa.string()),
+        ("cover_text", pa.string()),
+        ("image", pa.binary()),
+        ("publish_day", pa.int32()),
+    ]
+)
 
-_EVENTS_SCHEMA = pa.schema([
-    ("timestamp", pa.int64()), ("day", pa.int32()), ("user_id", pa.int64()), ("session_id", pa.int64()),
-    ("query", pa.string()), ("doc_id", pa.int64()), ("label", pa.int8()), ("cat_hour", pa.int64()),
-    ("dense_position", pa.float32()),
-])
+_EVENTS_SCHEMA = pa.schema(
+    [
+        ("timestamp", pa.int64()),
+        ("day", pa.int32()),
+        ("user_id", pa.int64()),
+        ("session_id", pa.int64()),
+        ("query", pa.string()),
+        ("doc_id", pa.int64()),
+        ("label", pa.int8()),
+        ("cat_hour", pa.int64()),
+        ("dense_position", pa.float32()),
+    ]
+)
 
 
 def _write_docs(cfg: SynthConfig, world: World, path: Path, progress: bool) -> int:
@@ -539,15 +655,18 @@ def _write_docs(cfg: SynthConfig, world: World, path: Path, progress: bool) -> i
             n_images += int(has_image.sum())
             asr = _join(world.words, world.asr[sl])
             asr_col = [None if null else text for text, null in zip(asr, world.asr_null[sl])]
-            table = pa.table([
-                pa.array(world.doc_id[sl], pa.int64()),
-                pa.array(_join(world.words, world.title[sl]), pa.string()),
-                pa.array(_join(world.words, world.ocr[sl]), pa.string()),
-                pa.array(asr_col, pa.string()),
-                pa.array(_join(world.words, world.cover[sl]), pa.string()),
-                pa.array(images, pa.binary()),
-                pa.array(world.publish_day[sl], pa.int32()),
-            ], schema=_DOCS_SCHEMA)
+            table = pa.table(
+                [
+                    pa.array(world.doc_id[sl], pa.int64()),
+                    pa.array(_join(world.words, world.title[sl]), pa.string()),
+                    pa.array(_join(world.words, world.ocr[sl]), pa.string()),
+                    pa.array(asr_col, pa.string()),
+                    pa.array(_join(world.words, world.cover[sl]), pa.string()),
+                    pa.array(images, pa.binary()),
+                    pa.array(world.publish_day[sl], pa.int32()),
+                ],
+                schema=_DOCS_SCHEMA,
+            )
             writer.write_table(table)
     return n_images
 
@@ -560,9 +679,13 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return table[x.astype(np.uint64).view(np.uint8).reshape(*x.shape, 8)].sum(-1)
 
 
-_HOUR_P = (lambda h: (lambda p: p / p.sum())(
-    0.25 + np.exp(-np.minimum(np.abs(h - 20), 24 - np.abs(h - 20)) ** 2 / 18.0)
-    + 0.5 * np.exp(-np.minimum(np.abs(h - 12), 24 - np.abs(h - 12)) ** 2 / 8.0)))(np.arange(24.0))
+_HOUR_P = (
+    lambda h: (lambda p: p / p.sum())(
+        0.25
+        + np.exp(-(np.minimum(np.abs(h - 20), 24 - np.abs(h - 20)) ** 2) / 18.0)
+        + 0.5 * np.exp(-(np.minimum(np.abs(h - 12), 24 - np.abs(h - 12)) ** 2) / 8.0)
+    )
+)(np.arange(24.0))
 
 
 @dataclass
@@ -580,8 +703,17 @@ class _Day:
     latent: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _simulate_day(cfg: SynthConfig, w: World, day: int, rng: np.random.Generator, text_pref: np.ndarray,
-                  visual_pref: np.ndarray, first_session: int, by_topic: np.ndarray, topic_start: np.ndarray) -> _Day:
+def _simulate_day(
+    cfg: SynthConfig,
+    w: World,
+    day: int,
+    rng: np.random.Generator,
+    text_pref: np.ndarray,
+    visual_pref: np.ndarray,
+    first_session: int,
+    by_topic: np.ndarray,
+    topic_start: np.ndarray,
+) -> _Day:
     T, K, U = cfg.n_topics, cfg.docs_per_session, cfg.n_users
     # sessions: who, when, which topic and query
     rate = cfg.sessions_per_user_per_day * w.user_activity
@@ -593,7 +725,8 @@ def _simulate_day(cfg: SynthConfig, w: World, day: int, rng: np.random.Generator
     s_topic = np.searchsorted(w.user_topic_cum, s_user + rng.random(S) * (1 - 1e-9), side="right") - s_user * T
     s_topic = np.clip(s_topic, 0, T - 1)
     s_query = s_topic * cfg.queries_per_topic + np.minimum(
-        np.searchsorted(w.query_cum, rng.random(S) * w.query_cum[-1], side="right"), cfg.queries_per_topic - 1)
+        np.searchsorted(w.query_cum, rng.random(S) * w.query_cum[-1], side="right"), cfg.queries_per_topic - 1
+    )
     s_hour = rng.choice(24, size=S, p=_HOUR_P)
     s_time = day * SECONDS_PER_DAY + s_hour * 3600 + rng.integers(0, 3600, S)
     order = np.lexsort((s_user, s_time))
@@ -602,15 +735,19 @@ def _simulate_day(cfg: SynthConfig, w: World, day: int, rng: np.random.Generator
     # exposure: weighted draw within the slot's topic among documents published so far
     pub = w.publish_day[by_topic]
     weight = np.exp(cfg.exposure_quality * w.doc_quality[by_topic]) * (
-        1.0 + cfg.recency_boost * np.exp2(-(day - pub) / cfg.recency_half_life_days))
+        1.0 + cfg.recency_boost * np.exp2(-(day - pub) / cfg.recency_half_life_days)
+    )
     weight[pub > day] = 0.0
     cum = np.cumsum(weight)
     avail_end = topic_start + np.bincount(w.doc_topic[w.publish_day <= day], minlength=T)
     cum0 = np.r_[0.0, cum]
     lo, hi = cum0[topic_start], cum0[avail_end]
 
-    slot_topic = np.where(rng.random((S, K)) < cfg.on_topic_share, s_topic[:, None],
-                          (s_topic[:, None] + 1 + rng.integers(0, T - 1, (S, K))) % T)
+    slot_topic = np.where(
+        rng.random((S, K)) < cfg.on_topic_share,
+        s_topic[:, None],
+        (s_topic[:, None] + 1 + rng.integers(0, T - 1, (S, K))) % T,
+    )
 
     def draw(topics: np.ndarray) -> np.ndarray:
         x = lo[topics] + rng.random(topics.shape) * (hi[topics] - lo[topics])
@@ -645,21 +782,47 @@ def _simulate_day(cfg: SynthConfig, w: World, day: int, rng: np.random.Generator
     user_term = cfg.w_user * w.user_bias[user]
     context_term = -cfg.w_position * np.log1p(position) + cfg.w_hour * np.cos(2 * np.pi * (hour - 21) / 24)
     appeal_term = cfg.w_appeal * w.doc_appeal[doc]
-    subtopic_term = (cfg.w_subtopic * w.subtopic_pref[user, w.doc_topic[doc], w.doc_subtopic[doc]]
-                     if cfg.n_subtopics > 1 else np.zeros(len(doc)))
-    logit = (cfg.click_bias + relevance + text_term + visual_term + quality_term + user_term + context_term
-             + appeal_term + subtopic_term)
+    subtopic_term = (
+        cfg.w_subtopic * w.subtopic_pref[user, w.doc_topic[doc], w.doc_subtopic[doc]]
+        if cfg.n_subtopics > 1
+        else np.zeros(len(doc))
+    )
+    logit = (
+        cfg.click_bias
+        + relevance
+        + text_term
+        + visual_term
+        + quality_term
+        + user_term
+        + context_term
+        + appeal_term
+        + subtopic_term
+    )
     label = (rng.random(len(doc)) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)
 
     latent = {
-        "same_topic": same_topic, "overlap": overlap, "relevance": relevance, "text_term": text_term,
-        "visual_term": visual_term, "quality_term": quality_term, "user_term": user_term,
-        "context_term": context_term, "appeal_term": appeal_term, "subtopic_term": subtopic_term, "logit": logit,
+        "same_topic": same_topic,
+        "overlap": overlap,
+        "relevance": relevance,
+        "text_term": text_term,
+        "visual_term": visual_term,
+        "quality_term": quality_term,
+        "user_term": user_term,
+        "context_term": context_term,
+        "appeal_term": appeal_term,
+        "subtopic_term": subtopic_term,
+        "logit": logit,
     }
     return _Day(
-        timestamp=np.repeat(s_time, K).astype(np.int64), user=user,
-        session_id=np.repeat(first_session + np.arange(S, dtype=np.int64), K), query=query, doc=doc,
-        position=position, hour=hour, label=label, latent=latent,
+        timestamp=np.repeat(s_time, K).astype(np.int64),
+        user=user,
+        session_id=np.repeat(first_session + np.arange(S, dtype=np.int64), K),
+        query=query,
+        doc=doc,
+        position=position,
+        hour=hour,
+        label=label,
+        latent=latent,
     )
 
 
@@ -670,8 +833,11 @@ def _auc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = Non
     from lemur.metrics import grouped_auc
 
     groups = np.zeros(len(scores), np.int64) if groups is None else np.asarray(groups)
-    value, _ = grouped_auc(torch.as_tensor(np.asarray(scores, np.float64)), torch.as_tensor(np.asarray(labels).astype(np.int64)),
-                           torch.as_tensor(groups.astype(np.int64)))
+    value, _ = grouped_auc(
+        torch.as_tensor(np.asarray(scores, np.float64)),
+        torch.as_tensor(np.asarray(labels).astype(np.int64)),
+        torch.as_tensor(groups.astype(np.int64)),
+    )
     return float(value)
 
 
@@ -685,11 +851,18 @@ def planted_ceilings(config: SynthConfig, world: World, day: int, latent: dict[s
     most any model can gain from the signal on that metric (0 for a control, whose weight is 0)."""
     y = latent["label"]
     new = world.publish_day[latent["doc"]] == day
-    views = {"auc": (None, slice(None)), "qauc": (latent["session"], slice(None)), "gauc": (latent["user"], slice(None)),
-             "auc_new": (None, new)}
+    views = {
+        "auc": (None, slice(None)),
+        "qauc": (latent["session"], slice(None)),
+        "gauc": (latent["user"], slice(None)),
+        "auc_new": (None, new),
+    }
     out = {}
     for name, term, weight in _PLANTED:
-        entry = {"weight": getattr(config, weight), "term_auc": round(_auc(latent[term], y), 4) if latent[term].any() else 0.5}
+        entry = {
+            "weight": getattr(config, weight),
+            "term_auc": round(_auc(latent[term], y), 4) if latent[term].any() else 0.5,
+        }
         without = latent["logit"] - latent[term]
         for metric, (groups, rows) in views.items():
             g = None if groups is None else groups[rows]
@@ -700,8 +873,9 @@ def planted_ceilings(config: SynthConfig, world: World, day: int, latent: dict[s
     return out
 
 
-def simulate(config: SynthConfig, out: str | Path, progress: bool = True,
-             keep_latent: bool = False) -> tuple[dict, dict[str, np.ndarray] | None, World]:
+def simulate(
+    config: SynthConfig, out: str | Path, progress: bool = True, keep_latent: bool = False
+) -> tuple[dict, dict[str, np.ndarray] | None, World]:
     """``generate`` plus, with ``keep_latent``, the click model's per-row terms (in the
     events.parquet row order, with dense ``user``/``doc`` indices) and the latent ``World``.
 
@@ -715,7 +889,9 @@ def simulate(config: SynthConfig, out: str | Path, progress: bool = True,
     n_images = _write_docs(cfg, world, out / DOCS_FILE, progress)
 
     day_rngs = _rngs(cfg.seed, 2, cfg.n_days)
-    by_topic = np.lexsort((np.arange(len(world.doc_id)), world.doc_topic))  # topic-major, then creation (= publish) order
+    by_topic = np.lexsort(
+        (np.arange(len(world.doc_id)), world.doc_topic)
+    )  # topic-major, then creation (= publish) order
     topic_start = np.searchsorted(world.doc_topic[by_topic], np.arange(cfg.n_topics))
     text_pref, visual_pref = world.text_pref0.copy(), world.visual_pref0.copy()
     rho = 1.0 - cfg.preference_drift
@@ -741,17 +917,20 @@ def simulate(config: SynthConfig, out: str | Path, progress: bool = True,
             d = _simulate_day(cfg, world, day, rng, text_pref, visual_pref, n_sessions, by_topic, topic_start)
             n = len(d.doc)
             if n:
-                table = pa.table([
-                    pa.array(d.timestamp, pa.int64()),
-                    pa.array(np.full(n, day, np.int32), pa.int32()),
-                    pa.array(world.user_id[d.user], pa.int64()),
-                    pa.array(d.session_id, pa.int64()),
-                    query_strings.take(pa.array(d.query, pa.int64())),
-                    pa.array(world.doc_id[d.doc], pa.int64()),
-                    pa.array(d.label, pa.int8()),
-                    pa.array(d.hour.astype(np.int64), pa.int64()),
-                    pa.array(d.position.astype(np.float32), pa.float32()),
-                ], schema=_EVENTS_SCHEMA)
+                table = pa.table(
+                    [
+                        pa.array(d.timestamp, pa.int64()),
+                        pa.array(np.full(n, day, np.int32), pa.int32()),
+                        pa.array(world.user_id[d.user], pa.int64()),
+                        pa.array(d.session_id, pa.int64()),
+                        query_strings.take(pa.array(d.query, pa.int64())),
+                        pa.array(world.doc_id[d.doc], pa.int64()),
+                        pa.array(d.label, pa.int8()),
+                        pa.array(d.hour.astype(np.int64), pa.int64()),
+                        pa.array(d.position.astype(np.float32), pa.float32()),
+                    ],
+                    schema=_EVENTS_SCHEMA,
+                )
                 writer.write_table(table)
             is_new = world.publish_day[d.doc] == day
             rows_per_day.append(n)
@@ -773,15 +952,25 @@ def simulate(config: SynthConfig, out: str | Path, progress: bool = True,
             if day == cfg.n_days - 1:
                 last_day = {**lat, "label": d.label, "doc": d.doc, "session": d.session_id, "user": d.user}
             if keep_latent:
-                latent_parts.append({**lat, "user": d.user, "doc": d.doc, "session": d.session_id, "label": d.label,
-                                     "text_pref": text_pref[d.user, world.doc_text_taste[d.doc]],
-                                     "visual_pref": visual_pref[d.user, world.doc_visual_taste[d.doc]],
-                                     "best_visual_taste": np.argmax(visual_pref, axis=1)[d.user],
-                                     "best_text_taste": np.argmax(text_pref, axis=1)[d.user]})
+                latent_parts.append(
+                    {
+                        **lat,
+                        "user": d.user,
+                        "doc": d.doc,
+                        "session": d.session_id,
+                        "label": d.label,
+                        "text_pref": text_pref[d.user, world.doc_text_taste[d.doc]],
+                        "visual_pref": visual_pref[d.user, world.doc_visual_taste[d.doc]],
+                        "best_visual_taste": np.argmax(visual_pref, axis=1)[d.user],
+                        "best_text_taste": np.argmax(text_pref, axis=1)[d.user],
+                    }
+                )
 
     total = int(sum(rows_per_day))
     if total == 0:
-        raise ValueError("SynthConfig: the simulation produced no events; raise n_users, n_days or sessions_per_user_per_day")
+        raise ValueError(
+            "SynthConfig: the simulation produced no events; raise n_users, n_days or sessions_per_user_per_day"
+        )
     label = np.concatenate(diag_label)
     session = np.concatenate(diag_session)
     diag = {}
@@ -806,7 +995,9 @@ def simulate(config: SynthConfig, out: str | Path, progress: bool = True,
         "median_clicks_per_user": float(np.median(clicks_per_user)),
         "mean_rows_per_user": round(float(rows_per_user.mean()), 2),
         "click_model_ceiling": diag,
-        "planted_signals": planted_ceilings(cfg, world, cfg.n_days - 1, last_day) if len(last_day.get("label", ())) else {},
+        "planted_signals": planted_ceilings(cfg, world, cfg.n_days - 1, last_day)
+        if len(last_day.get("label", ()))
+        else {},
     }
     info = {
         "format": "lemur-synth/1",

@@ -70,15 +70,24 @@ def _check_aligned(runs: Sequence[dict[str, np.ndarray]]) -> None:
     first = runs[0]
     for run in runs[1:]:
         if len(run["label"]) != len(first["label"]) or not all(
-                np.array_equal(run[k], first[k]) for k in ("session_id", "doc_id", "label")):
-            raise ValueError("the runs' test predictions are not on the same test rows (different data or test days); "
-                             "a paired comparison needs the same rows")
+            np.array_equal(run[k], first[k]) for k in ("session_id", "doc_id", "label")
+        ):
+            raise ValueError(
+                "the runs' test predictions are not on the same test rows (different data or test days); "
+                "a paired comparison needs the same rows"
+            )
 
 
 def _group_aucs(runs: Sequence[dict[str, np.ndarray]], key: str) -> tuple[np.ndarray, np.ndarray]:
     """``[seeds, G]`` per-group AUC over the groups valid in every run, and their row counts ``[G]``."""
-    per = [per_group_auc(torch.as_tensor(r["score"], dtype=torch.float64), torch.as_tensor(r["label"].astype(np.int64)),
-                         torch.as_tensor(r[key].astype(np.int64))) for r in runs]
+    per = [
+        per_group_auc(
+            torch.as_tensor(r["score"], dtype=torch.float64),
+            torch.as_tensor(r["label"].astype(np.int64)),
+            torch.as_tensor(r[key].astype(np.int64)),
+        )
+        for r in runs
+    ]
     valid = per[0]["valid"].numpy()  # validity depends on the labels only, the same in every aligned run
     return np.stack([p["auc"].numpy()[valid] for p in per]), per[0]["rows"].numpy()[valid].astype(np.float64)
 
@@ -103,8 +112,14 @@ def _auc_matrix(scores: np.ndarray, label: np.ndarray, counts: np.ndarray) -> np
     return np.stack(out)
 
 
-def paired_delta(variant: Sequence[dict[str, np.ndarray]], reference: Sequence[dict[str, np.ndarray]], metric: str,
-                 n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> Delta:
+def paired_delta(
+    variant: Sequence[dict[str, np.ndarray]],
+    reference: Sequence[dict[str, np.ndarray]],
+    metric: str,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Delta:
     """Seed-averaged ``metric`` of ``variant`` minus that of ``reference`` (lists of runs' predictions from
     :func:`read_predictions`, all on the same test rows) with a paired percentile bootstrap interval.
 
@@ -129,8 +144,13 @@ def paired_delta(variant: Sequence[dict[str, np.ndarray]], reference: Sequence[d
         diff = aucs[:k].mean(0) - aucs[k:].mean(0)  # per unit: seed-averaged difference
         weights = np.ones_like(rows) if metric == "qauc" else rows
         value = float((diff * weights).sum() / weights.sum())
-        res = bootstrap((diff, weights), lambda d, w, axis=-1: (d * w).sum(axis) / w.sum(axis), paired=True,
-                        vectorized=True, **kwargs)
+        res = bootstrap(
+            (diff, weights),
+            lambda d, w, axis=-1: (d * w).sum(axis) / w.sum(axis),
+            paired=True,
+            vectorized=True,
+            **kwargs,
+        )
         return Delta(value, float(res.confidence_interval.low), float(res.confidence_interval.high), len(diff), k)
     keep = np.ones(len(runs[0]["label"]), bool) if metric == "auc" else runs[0]["is_new_doc"].astype(bool)
     label = runs[0]["label"][keep]

@@ -10,11 +10,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from PIL import Image
-
 from sklearn.metrics import roc_auc_score
 
 from lemur.data.schema import DOCS_FILE, EVENTS_FILE, TEXT_FIELDS, validate_dataset
-from lemur.data.synth import PRESETS, SYNTH_FILE, SynthConfig, simulate, generate, preset, word_pool
+from lemur.data.synth import PRESETS, SYNTH_FILE, SynthConfig, generate, preset, simulate, word_pool
 
 TINY = PRESETS["tiny"]
 
@@ -180,8 +179,12 @@ def test_presets_construct(name):
     assert isinstance(cfg, SynthConfig)
     assert replace(cfg) == cfg  # re-validates
     rows = cfg.n_users * cfg.n_days * cfg.sessions_per_user_per_day * cfg.docs_per_session
-    expected = {"tiny": (2e3, 5e3, 250, 350), "small": (2.8e5, 3.2e5, 6e3, 8e3), "small-cold": (2.8e5, 3.2e5, 6e3, 8e3),  # nominal; users arriving later halve it
-                "large": (1.8e7, 2.2e7, 4.9e5, 5.1e5)}[name]
+    expected = {
+        "tiny": (2e3, 5e3, 250, 350),
+        "small": (2.8e5, 3.2e5, 6e3, 8e3),
+        "small-cold": (2.8e5, 3.2e5, 6e3, 8e3),  # nominal; users arriving later halve it
+        "large": (1.8e7, 2.2e7, 4.9e5, 5.1e5),
+    }[name]
     assert expected[0] <= rows <= expected[1]
     assert expected[2] <= cfg.n_docs <= expected[3]
     assert set(PRESETS) == {"tiny", "small", "small-cold", "large"}
@@ -222,12 +225,31 @@ def test_preset_helper():
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("n_users", 0), ("n_topics", 1), ("n_initial_docs", 3), ("new_docs_per_day", -1), ("n_days", 0),
-        ("sessions_per_user_per_day", 0.0), ("sessions_per_user_per_day", float("nan")), ("docs_per_session", 0),
-        ("n_text_tastes", 0), ("n_visual_tastes", 0), ("preference_drift", 1.5), ("preference_drift", -0.1),
-        ("image_size", 4), ("seed", -1), ("n_users", 2.5), ("words_per_topic", 65), ("focus_words", 40),
-        ("title_words", (5, 3)), ("ocr_words", (2, 5)), ("marker_prob", 2.0), ("on_topic_share", -0.5),
-        ("null_image_prob", 1.1), ("recency_boost", -1.0), ("w_topic", float("inf")), ("click_bias", "x"),
+        ("n_users", 0),
+        ("n_topics", 1),
+        ("n_initial_docs", 3),
+        ("new_docs_per_day", -1),
+        ("n_days", 0),
+        ("sessions_per_user_per_day", 0.0),
+        ("sessions_per_user_per_day", float("nan")),
+        ("docs_per_session", 0),
+        ("n_text_tastes", 0),
+        ("n_visual_tastes", 0),
+        ("preference_drift", 1.5),
+        ("preference_drift", -0.1),
+        ("image_size", 4),
+        ("seed", -1),
+        ("n_users", 2.5),
+        ("words_per_topic", 65),
+        ("focus_words", 40),
+        ("title_words", (5, 3)),
+        ("ocr_words", (2, 5)),
+        ("marker_prob", 2.0),
+        ("on_topic_share", -0.5),
+        ("null_image_prob", 1.1),
+        ("recency_boost", -1.0),
+        ("w_topic", float("inf")),
+        ("click_bias", "x"),
     ],
 )
 def test_bad_config_raises_naming_the_field(field, value):
@@ -244,8 +266,16 @@ def test_vocab_too_small_is_reported(tmp_path):
 
 
 # ---------------------------------------------------------------------------- planted signals
-PLANTED = replace(TINY, n_appeal_words=40, appeal_words_per_doc=4, w_appeal=1.0, n_subtopics=3, w_subtopic=1.0,
-                  words_per_topic=30, focus_words=8)
+PLANTED = replace(
+    TINY,
+    n_appeal_words=40,
+    appeal_words_per_doc=4,
+    w_appeal=1.0,
+    n_subtopics=3,
+    w_subtopic=1.0,
+    words_per_topic=30,
+    focus_words=8,
+)
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +326,9 @@ def test_planted_terms_drive_clicks_and_their_ceilings_are_reported(planted):
     for entry in signals.values():
         assert entry["weight"] == 1.0
         for metric in ("auc", "qauc", "gauc", "auc_new"):
-            assert entry[f"{metric}_ceiling"] == pytest.approx(entry[f"{metric}_oracle"] - entry[f"{metric}_oracle_without"], abs=2e-4)
+            assert entry[f"{metric}_ceiling"] == pytest.approx(
+                entry[f"{metric}_oracle"] - entry[f"{metric}_oracle_without"], abs=2e-4
+            )
         assert entry["auc_ceiling"] > 0.01
     assert json.loads((planted["out"] / SYNTH_FILE).read_text())["summary"]["planted_signals"] == signals
 

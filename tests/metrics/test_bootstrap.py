@@ -18,8 +18,13 @@ def _runs(shift: float, seeds: int, rng: np.random.Generator, base: dict | None 
     base = base or {}
     y = base.get("label", (rng.random(N) < 0.3).astype(np.int8))
     session = np.repeat(np.arange(N // 10), 10)
-    common = {"label": y, "session_id": session, "user_id": session // 4, "doc_id": np.tile(np.arange(10), N // 10),
-              "is_new_doc": base.get("is_new_doc", rng.random(N) < 0.25)}
+    common = {
+        "label": y,
+        "session_id": session,
+        "user_id": session // 4,
+        "doc_id": np.tile(np.arange(10), N // 10),
+        "is_new_doc": base.get("is_new_doc", rng.random(N) < 0.25),
+    }
     return [{**common, "score": (shift * y + rng.normal(size=N)).astype(np.float32)} for _ in range(seeds)]
 
 
@@ -46,8 +51,11 @@ def test_point_estimate_is_the_difference_of_seed_averaged_metrics(metric: str) 
             keep = run["is_new_doc"]
             return roc_auc_score(run["label"][keep], run["score"][keep])
         m = GroupedAUC(weighting="uniform" if metric == "qauc" else "impressions")
-        m.update(torch.as_tensor(run["score"]), torch.as_tensor(run["label"]).long(),
-                 torch.as_tensor(run["session_id" if metric == "qauc" else "user_id"]))
+        m.update(
+            torch.as_tensor(run["score"]),
+            torch.as_tensor(run["label"]).long(),
+            torch.as_tensor(run["session_id" if metric == "qauc" else "user_id"]),
+        )
         return float(m.compute())
 
     expected = np.mean([value(r) for r in a]) - np.mean([value(r) for r in b])
