@@ -128,7 +128,15 @@ def test_bad_option_on_the_command_line_is_located(
 def test_a_bad_value_is_explained_by_key_value_and_place(capsys: pytest.CaptureFixture) -> None:
     """jsonargparse's union-of-subtypes dump is not shown: the key, the value and where it was given are."""
     recipes = Path(__file__).resolve().parents[1] / "recipes"
-    argv = ["fit", "-c", str(recipes / "lemur.yaml"), "-c", str(recipes / "tiny.yaml"), "--data.init_args.batch_size", "lots"]
+    argv = [
+        "fit",
+        "-c",
+        str(recipes / "lemur.yaml"),
+        "-c",
+        str(recipes / "tiny.yaml"),
+        "--data.init_args.batch_size",
+        "lots",
+    ]
     code = main(argv)
     text = capsys.readouterr().err
     assert code != 0 and "Traceback" not in text
