@@ -65,7 +65,8 @@ class Stage:
     recipes: list[str] = field(default_factory=list)
     args: list[str] = field(default_factory=list)
     checkpoint_from: str | None = None
-    """Name of an earlier stage whose ``last.ckpt`` is passed as ``checkpoint_arg``."""
+    """An earlier stage whose ``last.ckpt`` is passed as ``checkpoint_arg``: ``<stage>`` of this variant, or
+    ``<variant>/<stage>`` of an earlier variant (the same seed's run, shared instead of trained twice)."""
     checkpoint_arg: str = "--model.init_args.encoder_checkpoint"
 
 
@@ -177,11 +178,11 @@ def load_suite(path: str | Path, root: Path | None = None) -> Suite:
             raise SuiteError(f"{where}: give either 'stages' or 'recipes'/'args', not both")
         stages = v.stages or [Stage("fit", v.recipes, v.args)]
         for j, st in enumerate(stages):
-            earlier = [s.name for s in stages[:j]]
+            earlier = [s.name for s in stages[:j]] + [f"{o.name}/{s.name}" for o in variants for s in o.stages]
             if st.checkpoint_from is not None and st.checkpoint_from not in earlier:
                 raise SuiteError(
                     f"{where}, stage {st.name!r}: key 'checkpoint_from': {st.checkpoint_from!r} is not an "
-                    f"earlier stage of this variant ({earlier})"
+                    f"earlier stage of this variant or <variant>/<stage> of an earlier variant ({earlier})"
                 )
         if len({s.name for s in stages}) != len(stages):
             raise SuiteError(f"{where}: stage names must be unique, got {[s.name for s in stages]}")
@@ -269,7 +270,8 @@ def build_command(suite: Suite, opts: Options, variant: Variant, seed: int, stag
         ]
     tags = {"suite": suite.name, "variant": variant.name, "seed": str(seed), "stage": stage.name}
     if stage.checkpoint_from is not None:
-        parent = run_dir(opts.out, variant, seed, next(s for s in variant.stages if s.name == stage.checkpoint_from))
+        source, upstream = upstream_of(suite, variant, stage)
+        parent = run_dir(opts.out, source, seed, upstream)
         checkpoint = parent / "checkpoints" / "last.ckpt"
         cmd += [stage.checkpoint_arg, str(checkpoint)]
         tags["lineage.upstream_checkpoint"] = str(checkpoint)
@@ -332,11 +334,24 @@ def _report_progress(label: str, folder: Path, start: float, done: threading.Eve
             say(f"{label}: {line}")
 
 
+def upstream_of(suite: Suite, variant: Variant, stage: Stage) -> tuple[Variant, Stage]:
+    """The (variant, stage) whose checkpoint ``stage`` starts from (``checkpoint_from``)."""
+    owner, _, name = stage.checkpoint_from.rpartition("/")
+    source = next(v for v in suite.variants if v.name == owner) if owner else variant
+    return source, next(s for s in source.stages if s.name == name)
+
+
 def _chains(suite: Suite) -> list[list[tuple[int, Variant, int, Stage]]]:
-    """The runs grouped by (variant, seed), stages in order, numbered in the sequential order."""
+    """The runs grouped by (variant, seed), stages in order, numbered in the sequential order. A variant that
+    starts from another variant's stage joins that variant's chain (after it), so the run it needs is done."""
+    joins = {v.name: v.name for v in suite.variants}
+    for v in suite.variants:  # earlier variants first, so a chain of joins resolves in one pass
+        for st in v.stages:
+            if st.checkpoint_from and "/" in st.checkpoint_from:
+                joins[v.name] = joins[st.checkpoint_from.rpartition("/")[0]]
     chains: dict[tuple[str, int], list[tuple[int, Variant, int, Stage]]] = {}
     for i, (variant, seed, stage) in enumerate(suite.runs(), 1):
-        chains.setdefault((variant.name, seed), []).append((i, variant, seed, stage))
+        chains.setdefault((joins[variant.name], seed), []).append((i, variant, seed, stage))
     return list(chains.values())
 
 

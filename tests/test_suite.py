@@ -169,6 +169,26 @@ def test_suite_and_config_paths_typed_outside_the_repository_are_found_in_it(tmp
     assert str(REPO / "recipes" / "tiny.yaml") in done.stdout and "end_to_end" in done.stdout
 
 
+def test_a_variant_can_start_from_another_variants_stage(tmp_path: Path) -> None:
+    """Table 3's end_to_end starts from two_stage's pretrain checkpoint of the same seed: one chain runs both."""
+    from lemur.suite import _chains
+
+    suite = load_suite(REPO / "recipes/suites/table3_two_stage_vs_e2e.yaml", root=REPO)
+    suite.seeds = [0, 1]
+    opts = Options(out=tmp_path / "out")
+    v = {x.name: x for x in suite.variants}
+    cmd = build_command(suite, opts, v["end_to_end"], 1, v["end_to_end"].stages[0])
+    checkpoint = run_dir(opts.out, v["two_stage"], 1, v["two_stage"].stages[0]) / "checkpoints" / "last.ckpt"
+    assert cmd[cmd.index("--model.init_args.encoder_checkpoint") + 1] == str(checkpoint)
+    chains = [[(variant.name, seed, stage.name) for _, variant, seed, stage in c] for c in _chains(suite)]
+    assert [("two_stage", 0, "pretrain"), ("two_stage", 0, "rank"), ("end_to_end", 0, "joint")] in chains
+    assert [("id_only", 1, "fit")] in chains and len(chains) == 4
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: b\nvariants:\n  - {name: a, stages: [{name: x, checkpoint_from: b/y}]}\n  - {name: b}\n")
+    with pytest.raises(SuiteError, match="earlier variant"):
+        load_suite(bad, root=REPO)
+
+
 def test_cli_reports_a_bad_suite_without_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(BAD["unknown_key"][0])
