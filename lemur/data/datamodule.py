@@ -296,8 +296,21 @@ class LemurDataModule(L.LightningDataModule):
         self.store: _Store | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.days: dict[str, list[int]] = {}
-        self.vocab_size: int | None = None
-        """The tokenizer's number of token ids (set by ``setup``): the text encoders' embedding tables must cover it."""
+        self._vocab_size: int | None = None
+        self._tokenizer = None  # after setup: loads the tokenizer on demand (a valid token cache needs none)
+
+    @property
+    def vocab_size(self) -> int | None:
+        """The tokenizer's number of token ids (after ``setup``): the text encoders' embedding tables must cover
+        it (``LemurRanker.setup`` checks). None before ``setup``, or when the tokenizer no longer loads and its
+        tokens come from the cache. Loaded on first use, so a run whose tokens are cached does not load it
+        unless something asks."""
+        if self._vocab_size is None and self._tokenizer is not None:
+            try:
+                self._vocab_size = len(self._tokenizer())
+            except ValueError:
+                self._tokenizer = None
+        return self._vocab_size
 
     # ---------------------------------------------------------------- set-up
     def setup(self, stage: str | None = None) -> None:
@@ -332,10 +345,7 @@ class LemurDataModule(L.LightningDataModule):
         queries = cached(self.root / ".cache", "queries", {"tokenizer": cfg.resolved_path(), "queries": query_digest, "len": cfg.query_len},
                          lambda: tokenize_queries(tok(), query_text.tolist(), cfg.query_len))
 
-        try:  # cheap (the tokenizer files are local); LemurRanker.setup checks the text encoders against it
-            self.vocab_size = len(tok())
-        except ValueError:  # a tokenizer that no longer loads, with its tokens cached: nothing to check against
-            self.vocab_size = None
+        self._tokenizer = tok
 
         day = events["day"].to_numpy()
         publish = docs["publish_day"].to_numpy() if "publish_day" in docs.column_names else None
