@@ -2,7 +2,14 @@
 
 from lemur.data.schema import SchemaError, validate_dataset
 
-__all__ = ["LemurDataModule", "StreamingDataModule", "HistoryConfig", "TokenizerConfig", "SchemaError", "validate_dataset"]
+__all__ = [
+    "LemurDataModule",
+    "StreamingDataModule",
+    "HistoryConfig",
+    "TokenizerConfig",
+    "SchemaError",
+    "validate_dataset",
+]
 
 
 def __getattr__(name: str):

@@ -29,7 +29,9 @@ from lemur.data.schema import DOCS_FILE, EVENTS_FILE, validate_dataset
 SECONDS_PER_DAY = 86_400
 
 
-def window_sessions(user: np.ndarray, seconds: np.ndarray, window: int, tz_offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def window_sessions(
+    user: np.ndarray, seconds: np.ndarray, window: int, tz_offset: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Sessions = a user's rows in one clock window ``[k*window, (k+1)*window)`` (local time).
 
     ``window`` must divide a day, so a session never spans two days. Returns
@@ -51,8 +53,9 @@ def window_sessions(user: np.ndarray, seconds: np.ndarray, window: int, tz_offse
     return rank[inverse].astype(np.int64), start[inverse]
 
 
-def last_positive_before(user: np.ndarray, time: np.ndarray, positive: np.ndarray,
-                         query_user: np.ndarray, query_time: np.ndarray) -> np.ndarray:
+def last_positive_before(
+    user: np.ndarray, time: np.ndarray, positive: np.ndarray, query_user: np.ndarray, query_time: np.ndarray
+) -> np.ndarray:
     """Index (into the first arrays) of each query's latest positive row of the same user with
     ``time < query_time``; -1 where there is none. Ties in time go to the last row in input order."""
     user, time, positive = np.asarray(user), np.asarray(time, dtype=np.int64), np.asarray(positive, bool)
@@ -92,13 +95,20 @@ def suggest_split(day: np.ndarray, val_fraction: float = 0.1, test_fraction: flo
         val_days, test_days = (1, 1) if len(days) >= 3 else (0, 1)
     val_rows = int(tail[test_days + val_days - 1]) - int(tail[test_days - 1])
     test_rows = int(tail[test_days - 1])
-    return {"val_days": val_days, "test_days": test_days, "train_rows": int(n - val_rows - test_rows),
-            "val_rows": val_rows, "test_rows": test_rows, "distinct_days": int(len(days)),
-            "train_last_day": int(days[len(days) - val_days - test_days - 1])}
+    return {
+        "val_days": val_days,
+        "test_days": test_days,
+        "train_rows": int(n - val_rows - test_rows),
+        "val_rows": val_rows,
+        "test_rows": test_rows,
+        "distinct_days": int(len(days)),
+        "train_last_day": int(days[len(days) - val_days - test_days - 1]),
+    }
 
 
-def sample_negatives(user: np.ndarray, item: np.ndarray, time: np.ndarray, per_positive: int, window: int,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sample_negatives(
+    user: np.ndarray, item: np.ndarray, time: np.ndarray, per_positive: int, window: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Unclicked items for logs of positives only: for each row, ``per_positive`` items that other
     rows hit within ``window`` time units of it (so popular-at-the-time items are drawn more
     often, like an exposure log) and that the user never interacted with.
@@ -184,9 +194,13 @@ def write_dataset(out: Path, docs: pa.Table, events: pa.Table, summary: dict, na
     }
     (out / f"{name}.json").write_text(json.dumps(summary, indent=1, default=str))
     split = summary["suggested_split"]
-    log(f"{out}: OK ({summary['documents']:,} documents, {summary['rows']:,} rows, {summary['users']:,} users, "
-        f"{summary['sessions']:,} sessions, positive rate {summary['positive_rate']:.3f})")
-    log(f"  split for ~10%/10% val/test rows: --data.init_args.val_days {split['val_days']} "
+    log(
+        f"{out}: OK ({summary['documents']:,} documents, {summary['rows']:,} rows, {summary['users']:,} users, "
+        f"{summary['sessions']:,} sessions, positive rate {summary['positive_rate']:.3f})"
+    )
+    log(
+        f"  split for ~10%/10% val/test rows: --data.init_args.val_days {split['val_days']} "
         f"--data.init_args.test_days {split['test_days']} (train {split['train_rows']:,} / val {split['val_rows']:,} / "
-        f"test {split['test_rows']:,} rows); details in {out / (name + '.json')}")
+        f"test {split['test_rows']:,} rows); details in {out / (name + '.json')}"
+    )
     return summary

@@ -44,14 +44,14 @@ import hashlib
 import io
 import os
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
 import numpy as np
-from lightning.pytorch.utilities import rank_zero_warn
 import pyarrow as pa
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lemur.data.history import HistoryIndex
@@ -84,7 +84,9 @@ class HistoryConfig:
 
     def __post_init__(self) -> None:
         if self.short_len < 0 or self.long_len < 0:
-            raise ValueError(f"HistoryConfig: lengths must be >= 0, got short_len={self.short_len}, long_len={self.long_len}")
+            raise ValueError(
+                f"HistoryConfig: lengths must be >= 0, got short_len={self.short_len}, long_len={self.long_len}"
+            )
         if self.short_len > self.long_len:
             raise ValueError(f"HistoryConfig.short_len ({self.short_len}) must be <= long_len ({self.long_len})")
 
@@ -100,8 +102,9 @@ class ResumableSampler(DistributedSampler):
     Lightning passes to ``set_epoch`` runs one ahead after resuming from an end-of-epoch checkpoint.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, num_replicas: int = 1, rank: int = 0, seed: int = 0,
-                 epoch_source=None) -> None:
+    def __init__(
+        self, dataset: Dataset, batch_size: int, num_replicas: int = 1, rank: int = 0, seed: int = 0, epoch_source=None
+    ) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
         self.batch_size = batch_size
         self.epoch_source = epoch_source
@@ -125,7 +128,7 @@ class _Split(Dataset):
     """Rows of one split. ``__getitems__`` builds a whole batch with array ops (PyTorch's
     DataLoader calls it with the batch's indices), so no per-row Python runs."""
 
-    def __init__(self, store: "_Store", rows: np.ndarray) -> None:
+    def __init__(self, store: _Store, rows: np.ndarray) -> None:
         self.store, self.rows = store, rows
 
     def __len__(self) -> int:
@@ -141,7 +144,7 @@ class _Split(Dataset):
 class _Documents(Dataset):
     """Documents by dense index (for memory-bank warm start and refresh)."""
 
-    def __init__(self, store: "_Store", docs: np.ndarray) -> None:
+    def __init__(self, store: _Store, docs: np.ndarray) -> None:
         self.store, self.docs = store, docs
 
     def __len__(self) -> int:
@@ -276,7 +279,13 @@ class LemurDataModule(L.LightningDataModule):
         image_size: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value, low in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1), ("num_workers", num_workers, 0), ("val_days", val_days, 0), ("test_days", test_days, 0)):
+        for name, value, low in (
+            ("batch_size", batch_size, 1),
+            ("eval_batch_size", eval_batch_size, 1),
+            ("num_workers", num_workers, 0),
+            ("val_days", val_days, 0),
+            ("test_days", test_days, 0),
+        ):
             if value < low:
                 raise ValueError(f"data.{name} must be >= {low}, got {value}")
         if image_size is not None and image_size < 8:
@@ -330,20 +339,39 @@ class LemurDataModule(L.LightningDataModule):
             return tokenizer
 
         docs_file = self.root / DOCS_FILE
-        stamp = {"file": str(docs_file.resolve()), "size": docs_file.stat().st_size, "mtime": docs_file.stat().st_mtime_ns, "tokenizer": cfg.resolved_path()}
-        text = {f: self._cut(docs[f].to_pylist(), n, f"{DOCS_FILE} column '{f}'") if f in docs.column_names else None
-                for f, n in cfg.fields.items()}
+        stamp = {
+            "file": str(docs_file.resolve()),
+            "size": docs_file.stat().st_size,
+            "mtime": docs_file.stat().st_mtime_ns,
+            "tokenizer": cfg.resolved_path(),
+        }
+        text = {
+            f: self._cut(docs[f].to_pylist(), n, f"{DOCS_FILE} column '{f}'") if f in docs.column_names else None
+            for f, n in cfg.fields.items()
+        }
         absent = [f for f, v in text.items() if v is None]
         if absent:
-            rank_zero_warn(f"{self.root / DOCS_FILE}: no column {absent} (data.tokenizer.fields): that field is empty in every "
-                           f"document (columns present: {docs.column_names})")
-        doc_tokens = cached(self.root / ".cache", "docs", {**stamp, "fields": cfg.fields, "max_chars_per_token": MAX_CHARS_PER_TOKEN},
-                            lambda: tokenize_documents(tok(), {k: v for k, v in text.items() if v is not None} or {"_": [""] * len(doc_ids)}, cfg.fields))
+            rank_zero_warn(
+                f"{self.root / DOCS_FILE}: no column {absent} (data.tokenizer.fields): that field is empty in every "
+                f"document (columns present: {docs.column_names})"
+            )
+        doc_tokens = cached(
+            self.root / ".cache",
+            "docs",
+            {**stamp, "fields": cfg.fields, "max_chars_per_token": MAX_CHARS_PER_TOKEN},
+            lambda: tokenize_documents(
+                tok(), {k: v for k, v in text.items() if v is not None} or {"_": [""] * len(doc_ids)}, cfg.fields
+            ),
+        )
         queries_cut = self._cut(events["query"].to_pylist(), cfg.query_len, "events.parquet column 'query'")
         query_text, query_index = np.unique(np.asarray(queries_cut, dtype=object).astype(str), return_inverse=True)
         query_digest = hashlib.sha1("\n".join(query_text.tolist()).encode()).hexdigest()
-        queries = cached(self.root / ".cache", "queries", {"tokenizer": cfg.resolved_path(), "queries": query_digest, "len": cfg.query_len},
-                         lambda: tokenize_queries(tok(), query_text.tolist(), cfg.query_len))
+        queries = cached(
+            self.root / ".cache",
+            "queries",
+            {"tokenizer": cfg.resolved_path(), "queries": query_digest, "len": cfg.query_len},
+            lambda: tokenize_queries(tok(), query_text.tolist(), cfg.query_len),
+        )
 
         self._tokenizer = tok
 
@@ -363,22 +391,31 @@ class LemurDataModule(L.LightningDataModule):
                 missing = [i for i, p in enumerate(paths) if p and not (self.root / p).is_file()]
                 if missing:
                     self.data_issues["image_files_missing"] = len(missing)
-                    rank_zero_warn(f"{self.root / DOCS_FILE}: column 'image_path': {len(missing)} of {len(paths)} image files are "
-                                   f"missing (first: row {missing[0]}, {paths[missing[0]]!r}); those documents train without an image")
+                    rank_zero_warn(
+                        f"{self.root / DOCS_FILE}: column 'image_path': {len(missing)} of {len(paths)} image files are "
+                        f"missing (first: row {missing[0]}, {paths[missing[0]]!r}); "
+                        "those documents train without an image"
+                    )
         self.store = _Store(
             docs=doc_tokens,
             queries=queries,
             query_index=query_index.astype(np.int64),
             doc_index=doc_index,
             doc_ids=doc_ids.astype(np.int64),
-            history=HistoryIndex.build(events["user_id"].to_numpy(), events["timestamp"].to_numpy(), doc_index, events["label"].to_numpy()),
+            history=HistoryIndex.build(
+                events["user_id"].to_numpy(), events["timestamp"].to_numpy(), doc_index, events["label"].to_numpy()
+            ),
             history_config=self.history_config,
             label=events["label"].to_numpy(),
             user_id=events["user_id"].to_numpy().astype(np.int64),
             session_id=events["session_id"].to_numpy().astype(np.int64),
             is_new_doc=is_new,
-            cat=np.stack([events[c].to_numpy().astype(np.int64) for c in cat_cols], 1) if cat_cols else np.zeros((n, 0), np.int64),
-            dense=np.stack([events[c].to_numpy().astype(np.float32) for c in dense_cols], 1) if dense_cols else np.zeros((n, 0), np.float32),
+            cat=np.stack([events[c].to_numpy().astype(np.int64) for c in cat_cols], 1)
+            if cat_cols
+            else np.zeros((n, 0), np.int64),
+            dense=np.stack([events[c].to_numpy().astype(np.float32) for c in dense_cols], 1)
+            if dense_cols
+            else np.zeros((n, 0), np.float32),
             images=images,
             image_size=self.hparams.image_size,
         )
@@ -391,12 +428,16 @@ class LemurDataModule(L.LightningDataModule):
         days = np.unique(day)
         n_val, n_test = self.hparams.val_days, self.hparams.test_days
         if len(days) <= n_val + n_test:
-            raise SchemaError(self.root / "events.parquet", "day",
-                              f"only {len(days)} distinct days ({days.tolist()}): need more than val_days + test_days = {n_val + n_test} to keep a training split")
+            raise SchemaError(
+                self.root / "events.parquet",
+                "day",
+                f"only {len(days)} distinct days ({days.tolist()}): "
+                f"need more than val_days + test_days = {n_val + n_test} to keep a training split",
+            )
         self.days = {
             "train": days[: len(days) - n_val - n_test].tolist(),
-            "val": days[len(days) - n_val - n_test: len(days) - n_test].tolist(),
-            "test": days[len(days) - n_test:].tolist(),
+            "val": days[len(days) - n_val - n_test : len(days) - n_test].tolist(),
+            "test": days[len(days) - n_test :].tolist(),
         }
         self.splits = {k: np.flatnonzero(np.isin(day, v)) for k, v in self.days.items()}
 
@@ -409,8 +450,10 @@ class LemurDataModule(L.LightningDataModule):
             for i in long:
                 out[i] = out[i][:limit]
             self.data_issues["text_values_cut"] = self.data_issues.get("text_values_cut", 0) + len(long)
-            rank_zero_warn(f"{self.root / where}: {len(long)} values longer than {limit} characters were cut to that length "
-                           f"before tokenisation (first: row {long[0]}); only the first {tokens} tokens are used anyway")
+            rank_zero_warn(
+                f"{self.root / where}: {len(long)} values longer than {limit} characters were cut to that length "
+                f"before tokenisation (first: row {long[0]}); only the first {tokens} tokens are used anyway"
+            )
         return out
 
     # ---------------------------------------------------------------- loaders
@@ -423,8 +466,14 @@ class LemurDataModule(L.LightningDataModule):
         if shuffle:
             trainer = self._trainer_or_none()
             world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-            sampler = ResumableSampler(dataset, batch_size, num_replicas=world, rank=rank, seed=self.shuffle_seed,
-                                       epoch_source=(lambda: trainer.current_epoch) if trainer is not None else None)
+            sampler = ResumableSampler(
+                dataset,
+                batch_size,
+                num_replicas=world,
+                rank=rank,
+                seed=self.shuffle_seed,
+                epoch_source=(lambda: trainer.current_epoch) if trainer is not None else None,
+            )
             self._apply_resume(sampler, batch_size, world)
             self._train_sampler = sampler
         return DataLoader(
@@ -454,9 +503,16 @@ class LemurDataModule(L.LightningDataModule):
         if trainer is None or sampler is None or trainer.state.fn != "fit":
             return {}
         done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
-        return {"train_sampler": {"seed": sampler.seed, "epoch": int(sampler.epoch), "batches_done": done,
-                                  "epoch_finished": done >= trainer.num_training_batches,
-                                  "batch_size": sampler.batch_size, "world_size": sampler.num_replicas}}
+        return {
+            "train_sampler": {
+                "seed": sampler.seed,
+                "epoch": int(sampler.epoch),
+                "batches_done": done,
+                "epoch_finished": done >= trainer.num_training_batches,
+                "batch_size": sampler.batch_size,
+                "world_size": sampler.num_replicas,
+            }
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self._resume = state_dict.get("train_sampler")
@@ -472,9 +528,11 @@ class LemurDataModule(L.LightningDataModule):
             sampler.start_at(int(state["epoch"]), int(state["batches_done"]))
         else:
             sampler.start_at(int(state["epoch"]), 0)
-            rank_zero_warn(f"resuming mid-epoch with batch_size={batch_size} x {world} device(s) instead of the checkpoint's "
-                           f"{state['batch_size']} x {state['world_size']}: the interrupted epoch restarts from its first batch "
-                           "(exact resume needs the same batch size and device count)")
+            rank_zero_warn(
+                f"resuming mid-epoch with batch_size={batch_size} x {world} device(s) instead of the checkpoint's "
+                f"{state['batch_size']} x {state['world_size']}: the interrupted epoch restarts from its first batch "
+                "(exact resume needs the same batch size and device count)"
+            )
 
     # ---------------------------------------------------------------- skipped input
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
@@ -487,8 +545,10 @@ class LemurDataModule(L.LightningDataModule):
                 new = [i for i in ids if i not in self._broken_docs]
                 if new and not self._broken_docs:
                     reason = "image file missing" if int(status[bad[0]]) == IMAGE_MISSING else "undecodable image bytes"
-                    rank_zero_warn(f"{self.root / DOCS_FILE}: doc_id {ids[0]}: {reason}; such documents are used without "
-                                   "their image (counted in data/images_skipped)")
+                    rank_zero_warn(
+                        f"{self.root / DOCS_FILE}: doc_id {ids[0]}: {reason}; such documents are used without "
+                        "their image (counted in data/images_skipped)"
+                    )
                 self._broken_docs.update(new)
                 self.data_issues["images_skipped"] = self.data_issues.get("images_skipped", 0) + len(ids)
                 self.data_issues["documents_with_bad_images"] = len(self._broken_docs)
@@ -522,7 +582,9 @@ class LemurDataModule(L.LightningDataModule):
             self.setup("fit")
         docs = np.arange(self.num_docs, dtype=np.int64) if doc_index is None else np.asarray(doc_index, dtype=np.int64)
         workers = min(self.hparams.num_workers, os.cpu_count() or 1)
-        return DataLoader(_Documents(self.store, docs), batch_size=batch_size, shuffle=False, collate_fn=_first, num_workers=workers)
+        return DataLoader(
+            _Documents(self.store, docs), batch_size=batch_size, shuffle=False, collate_fn=_first, num_workers=workers
+        )
 
     # ---------------------------------------------------------------- facts for the model
     def describe(self) -> dict:

@@ -15,7 +15,6 @@ the files by hand. Only the standard library and tqdm are used.
 from __future__ import annotations
 
 import hashlib
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,12 +83,17 @@ def verify(path: Path, expected: str | None = None, log=print) -> str:
     want = expected or recorded
     if want is None:
         _record(path.parent, path.name, digest)
-        log(f"  {path.name}: SHA-256 {digest} recorded in {path.parent / CHECKSUM_FILE} (no published checksum; later runs verify against it)")
+        log(
+            f"  {path.name}: SHA-256 {digest} recorded in {path.parent / CHECKSUM_FILE} "
+            "(no published checksum; later runs verify against it)"
+        )
         return digest
     if digest != want.lower():
         source = "the pinned checksum" if expected else f"the checksum recorded in {path.parent / CHECKSUM_FILE}"
-        raise DownloadError(f"{path}: SHA-256 {digest} does not match {source} ({want}); the file is corrupt or "
-                            f"a different release: delete it to download it again")
+        raise DownloadError(
+            f"{path}: SHA-256 {digest} does not match {source} ({want}); the file is corrupt or "
+            f"a different release: delete it to download it again"
+        )
     if expected and recorded is None:
         _record(path.parent, path.name, digest)
     return digest
@@ -124,15 +128,27 @@ def _download(url: str, dest: Path, progress: bool, timeout: float) -> None:
         total = int(length) + have if length and length.isdigit() else None
         from tqdm import tqdm
 
-        with open(part, "ab" if resumed else "wb") as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
-                                                              unit_divisor=1024, desc=dest.name, disable=not progress,
-                                                              file=sys.stderr) as bar:
+        with (
+            open(part, "ab" if resumed else "wb") as f,
+            tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=dest.name,
+                disable=not progress,
+                file=sys.stderr,
+            ) as bar,
+        ):
             while chunk := response.read(_CHUNK):
                 f.write(chunk)
                 bar.update(len(chunk))
     if total is not None and part.stat().st_size != total:
-        raise DownloadError(f"{url}: connection closed after {part.stat().st_size} of {total} bytes; "
-                            f"run the command again to resume ({part})")
+        raise DownloadError(
+            f"{url}: connection closed after {part.stat().st_size} of {total} bytes; "
+            f"run the command again to resume ({part})"
+        )
     part.replace(dest)
 
 
@@ -150,7 +166,7 @@ def fetch(resource: Resource, folder: str | Path, *, progress: bool = True, time
         try:
             _download(url, dest, progress, timeout)
             break
-        except (URLError, OSError, socket.timeout, ConnectionError) as err:  # HTTPError is a URLError
+        except (TimeoutError, URLError, OSError, ConnectionError) as err:  # HTTPError is a URLError
             errors.append(f"  {url}: {_reason(err)}")
     else:
         tried = "\n".join(errors)

@@ -29,7 +29,9 @@ class HistoryIndex:
     end: np.ndarray  # int64 [n_rows]
 
     @classmethod
-    def build(cls, user_id: np.ndarray, timestamp: np.ndarray, doc_index: np.ndarray, label: np.ndarray) -> "HistoryIndex":
+    def build(
+        cls, user_id: np.ndarray, timestamp: np.ndarray, doc_index: np.ndarray, label: np.ndarray
+    ) -> HistoryIndex:
         """Index the clicks of an events table (arrays of equal length, any row order)."""
         _, user_rank = np.unique(user_id, return_inverse=True)
         _, time_rank = np.unique(timestamp, return_inverse=True)

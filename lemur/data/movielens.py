@@ -104,14 +104,27 @@ def download_wheel(cache: Path, log=print) -> Path:
     if found:
         log(f"using cached {found[0]}")
         return found[0]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", f"recbole=={RECBOLE_VERSION}", "-d", str(cache),
-           "--disable-pip-version-check", "--progress-bar", "on"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        f"recbole=={RECBOLE_VERSION}",
+        "-d",
+        str(cache),
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "on",
+    ]
     log(f"downloading the recbole {RECBOLE_VERSION} wheel (~2 MB, it carries ml-100k) with pip into {cache} ...")
     start = time.perf_counter()
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as err:
-        raise DownloadError(f"`{' '.join(cmd)}` failed ({err}); pass --wheel PATH to a recbole-{RECBOLE_VERSION} wheel") from err
+        raise DownloadError(
+            f"`{' '.join(cmd)}` failed ({err}); pass --wheel PATH to a recbole-{RECBOLE_VERSION} wheel"
+        ) from err
     found = sorted(cache.glob(f"recbole-{RECBOLE_VERSION}-*.whl"))
     if result.returncode != 0 or not found:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-6:])
@@ -130,12 +143,20 @@ def _read_zip(path: Path) -> dict[str, bytes]:
             names = set(zf.namelist())
             missing = [f for f in FILES if MEMBER_DIR + f not in names]
             if missing:
-                raise SchemaError(path, None, f"not a recbole wheel with ml-100k: {', '.join(MEMBER_DIR + m for m in missing)} "
-                                              f"missing (expected recbole-{RECBOLE_VERSION}-py3-none-any.whl)")
+                raise SchemaError(
+                    path,
+                    None,
+                    f"not a recbole wheel with ml-100k: {', '.join(MEMBER_DIR + m for m in missing)} "
+                    f"missing (expected recbole-{RECBOLE_VERSION}-py3-none-any.whl)",
+                )
             return {f: zf.read(MEMBER_DIR + f) for f in FILES}
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as err:
-        raise SchemaError(path, None, f"not a readable wheel/zip file ({err}); pass the recbole-{RECBOLE_VERSION} "
-                                      f"wheel or a folder holding ml-100k.inter/.item/.user") from err
+        raise SchemaError(
+            path,
+            None,
+            f"not a readable wheel/zip file ({err}); pass the recbole-{RECBOLE_VERSION} "
+            f"wheel or a folder holding ml-100k.inter/.item/.user",
+        ) from err
 
 
 def read_source(source: str | Path) -> tuple[dict[str, bytes], str]:
@@ -170,14 +191,20 @@ def parse_atomic(name: str, data: bytes) -> dict[str, list[str]]:
     fields = [h.split(":", 1)[0].strip() for h in header.rstrip("\r").split("\t")]
     missing = [f for f in FIELDS[name] if f not in fields]
     if missing:
-        raise SchemaError(name, missing[0], f"header {header.strip()!r} lacks field(s) {missing} (a RecBole atomic file "
-                                            f"starts with tab-separated name:type fields)")
+        raise SchemaError(
+            name,
+            missing[0],
+            f"header {header.strip()!r} lacks field(s) {missing} (a RecBole atomic file "
+            f"starts with tab-separated name:type fields)",
+        )
     try:
         table = pacsv.read_csv(
             io.BytesIO(data),
             read_options=pacsv.ReadOptions(column_names=fields, skip_rows=1),
             parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, newlines_in_values=False),
-            convert_options=pacsv.ConvertOptions(column_types={f: pa.string() for f in fields}, strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={f: pa.string() for f in fields}, strings_can_be_null=False
+            ),
         )
     except pa.ArrowInvalid as err:
         raise SchemaError(name, None, f"cannot be parsed as tab-separated fields: {err}") from err
@@ -206,12 +233,15 @@ def _age_code(ages: list[str]) -> np.ndarray:
 
 def _zip_code(zips: list[str]) -> np.ndarray:
     alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    return np.asarray([alphabet.index(z[0].upper()) + 1 if z and z[0].upper() in alphabet else 0 for z in zips], np.int64)
+    return np.asarray(
+        [alphabet.index(z[0].upper()) + 1 if z and z[0].upper() in alphabet else 0 for z in zips], np.int64
+    )
 
 
 # ------------------------------------------------------------------------------------ convert
-def convert(source: str | Path, out: str | Path, config: MovieLensConfig = MovieLensConfig(), *, force: bool = False,
-            log=print) -> dict:
+def convert(
+    source: str | Path, out: str | Path, config: MovieLensConfig = MovieLensConfig(), *, force: bool = False, log=print
+) -> dict:
     """Convert ML-100K from ``source`` (wheel or folder) into ``out``; returns the summary
     (also written to ``out/movielens.json``)."""
     raw, origin = read_source(source)
@@ -258,12 +288,14 @@ def convert(source: str | Path, out: str | Path, config: MovieLensConfig = Movie
     doc_pos = doc_sorter[np.searchsorted(doc_ids, item_id, sorter=doc_sorter)]
     np.minimum.at(first_day, doc_pos, day)
     first_day[first_day == np.iinfo(np.int32).max] = 0
-    docs = pa.table({
-        "doc_id": pa.array(doc_ids, pa.int64()),
-        "title": pa.array(titles, pa.string()),
-        "cover_text": pa.array(genres, pa.string()),
-        "publish_day": pa.array(first_day, pa.int32()),
-    })
+    docs = pa.table(
+        {
+            "doc_id": pa.array(doc_ids, pa.int64()),
+            "title": pa.array(titles, pa.string()),
+            "cover_text": pa.array(genres, pa.string()),
+            "publish_day": pa.array(first_day, pa.int32()),
+        }
+    )
 
     # ---- queries: the trigger title
     if config.query == "last-liked":
@@ -283,7 +315,9 @@ def convert(source: str | Path, out: str | Path, config: MovieLensConfig = Movie
     table = {
         "age": _age_code(users["age"]),
         "gender": np.asarray([GENDERS.index(g) + 1 if g in GENDERS else 0 for g in users["gender"]], np.int64),
-        "occupation": np.asarray([occupations.index(o) + 1 if o in occupations else 0 for o in users["occupation"]], np.int64),
+        "occupation": np.asarray(
+            [occupations.index(o) + 1 if o in occupations else 0 for o in users["occupation"]], np.int64
+        ),
         "zip": _zip_code(users["zip_code"]),
     }
     sorter = np.argsort(uid)
@@ -294,18 +328,20 @@ def convert(source: str | Path, out: str | Path, config: MovieLensConfig = Movie
         log(f"  {missing_users} users missing from ml-100k.user: their cat_* features are 0 (unknown)")
     cats = {f"cat_{k}": np.where(known, v[sorter[at]], 0) for k, v in table.items()}
 
-    events = pa.table({
-        "timestamp": pa.array(session_ts, pa.int64()),
-        "day": pa.array(day, pa.int32()),
-        "user_id": pa.array(user_id, pa.int64()),
-        "session_id": pa.array(session_id, pa.int64()),
-        "query": pa.array(query.tolist(), pa.string()),
-        "doc_id": pa.array(item_id, pa.int64()),
-        "label": pa.array(label, pa.int8()),
-        **{k: pa.array(v, pa.int64()) for k, v in cats.items()},
-        "rating": pa.array(rating, pa.float32()),          # kept for analysis; not a feature (no cat_/dense_ prefix)
-        "rated_at": pa.array(ts, pa.int64()),              # the rating's own time (timestamp is the session's)
-    })
+    events = pa.table(
+        {
+            "timestamp": pa.array(session_ts, pa.int64()),
+            "day": pa.array(day, pa.int32()),
+            "user_id": pa.array(user_id, pa.int64()),
+            "session_id": pa.array(session_id, pa.int64()),
+            "query": pa.array(query.tolist(), pa.string()),
+            "doc_id": pa.array(item_id, pa.int64()),
+            "label": pa.array(label, pa.int8()),
+            **{k: pa.array(v, pa.int64()) for k, v in cats.items()},
+            "rating": pa.array(rating, pa.float32()),  # kept for analysis; not a feature (no cat_/dense_ prefix)
+            "rated_at": pa.array(ts, pa.int64()),  # the rating's own time (timestamp is the session's)
+        }
+    )
     sums = {f: hashlib.sha256(raw[f]).hexdigest() for f in FILES}
     summary = {
         "dataset": "MovieLens-100K (from the recbole 1.2.1 wheel)",
@@ -316,9 +352,12 @@ def convert(source: str | Path, out: str | Path, config: MovieLensConfig = Movie
         "empty_queries": int((query == "").sum()),
         "movies_missing_from_item_file": int(len(unknown_items)),
         "users_missing_from_user_file": int(missing_users),
-        "cat_vocabularies": {"cat_age": ["unknown", "<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+"],
-                             "cat_gender": ["unknown", *GENDERS], "cat_occupation": ["unknown", *occupations],
-                             "cat_zip": "0 = unknown, 1..36 = first character 0-9A-Z"},
+        "cat_vocabularies": {
+            "cat_age": ["unknown", "<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+"],
+            "cat_gender": ["unknown", *GENDERS],
+            "cat_occupation": ["unknown", *occupations],
+            "cat_zip": "0 = unknown, 1..36 = first character 0-9A-Z",
+        },
     }
     if not summary["files_match_recbole_1_2_1"]:
         log("  note: these files differ from the ones in recbole 1.2.1 (converted anyway)")
@@ -332,21 +371,38 @@ HELP = "MovieLens-100K from the recbole 1.2.1 wheel on PyPI (offline once the wh
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output dataset folder")
-    parser.add_argument("--wheel", default=None,
-                        help="recbole-1.2.1 wheel file, or a folder holding it, its extracted files or ml-100k.inter/.item/.user "
-                             "(default: `pip download` it into --cache)")
+    parser.add_argument(
+        "--wheel",
+        default=None,
+        help="recbole-1.2.1 wheel file, or a folder holding it, its extracted files or ml-100k.inter/.item/.user "
+        "(default: `pip download` it into --cache)",
+    )
     parser.add_argument("--cache", default=None, help=f"where a downloaded wheel is kept (default: {default_cache()})")
-    parser.add_argument("--session-seconds", type=int, default=MovieLensConfig.session_seconds,
-                        help="clock window of a session in seconds, a divisor of 86400 (default: 3600)")
-    parser.add_argument("--query", choices=("last-liked", "none"), default=MovieLensConfig.query,
-                        help="query slot: title of the last liked movie before the session, or empty (default: last-liked)")
-    parser.add_argument("--positive-rating", type=float, default=MovieLensConfig.positive_rating,
-                        help="label = rating >= this (default: 4)")
+    parser.add_argument(
+        "--session-seconds",
+        type=int,
+        default=MovieLensConfig.session_seconds,
+        help="clock window of a session in seconds, a divisor of 86400 (default: 3600)",
+    )
+    parser.add_argument(
+        "--query",
+        choices=("last-liked", "none"),
+        default=MovieLensConfig.query,
+        help="query slot: title of the last liked movie before the session, or empty (default: last-liked)",
+    )
+    parser.add_argument(
+        "--positive-rating",
+        type=float,
+        default=MovieLensConfig.positive_rating,
+        help="label = rating >= this (default: 4)",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing dataset in --out")
 
 
 def main(args) -> int:
-    config = MovieLensConfig(positive_rating=args.positive_rating, session_seconds=args.session_seconds, query=args.query)
+    config = MovieLensConfig(
+        positive_rating=args.positive_rating, session_seconds=args.session_seconds, query=args.query
+    )
     source = args.wheel or download_wheel(Path(args.cache) if args.cache else default_cache())
     convert(source, args.out, config, force=args.force)
     return 0

@@ -133,8 +133,12 @@ def _reject_float_ints(table: pa.Table, file: Path, name: str, dtype) -> None:
     bad = ~np.isfinite(values) | (values != np.round(values))
     if bad.any():
         row = _first_row(bad)
-        raise SchemaError(file, name, f"expected integer values (column type {dtype})", row=row, value=float(values[row]))
-    raise SchemaError(file, name, f"expected int type, got {dtype} (the values are whole numbers: cast the column to int64)")
+        raise SchemaError(
+            file, name, f"expected integer values (column type {dtype})", row=row, value=float(values[row])
+        )
+    raise SchemaError(
+        file, name, f"expected int type, got {dtype} (the values are whole numbers: cast the column to int64)"
+    )
 
 
 def _check_features(table: pa.Table, file: Path) -> None:
@@ -181,7 +185,9 @@ def validate_docs(table: pa.Table, file: Path | str = DOCS_FILE) -> None:
     dup = ids[order][1:] == ids[order][:-1]
     if dup.any():
         row = int(order[1:][dup].min())  # the first repeated occurrence in file order
-        raise SchemaError(file, "doc_id", "duplicate doc_id (each document must appear once)", row=row, value=int(ids[row]))
+        raise SchemaError(
+            file, "doc_id", "duplicate doc_id (each document must appear once)", row=row, value=int(ids[row])
+        )
     if not any(f in table.column_names for f in TEXT_FIELDS) and "image" not in table.column_names:
         raise SchemaError(file, None, f"no content columns: need at least one of {list(TEXT_FIELDS)} or 'image'")
 
@@ -222,13 +228,19 @@ def _check_time_order(table: pa.Table, file: Path) -> None:
         return
     day_max = np.full(len(days), np.iinfo(np.int64).min, np.int64)
     np.maximum.at(day_max, inverse, ts.astype(np.int64))
-    before = np.concatenate([[np.iinfo(np.int64).min], np.maximum.accumulate(day_max)[:-1]])  # max timestamp of earlier days
+    # max timestamp of earlier days
+    before = np.concatenate([[np.iinfo(np.int64).min], np.maximum.accumulate(day_max)[:-1]])
     bad = ts < before[inverse]
     if bad.any():
         row = _first_row(bad)
-        raise SchemaError(file, "timestamp", f"earlier than events of an earlier day (row's day {int(day[row])}; earlier days "
-                          f"reach timestamp {int(before[inverse[row]])}): timestamps must not decrease as days increase",
-                          row=row, value=int(ts[row]))
+        raise SchemaError(
+            file,
+            "timestamp",
+            f"earlier than events of an earlier day (row's day {int(day[row])}; earlier days "
+            f"reach timestamp {int(before[inverse[row]])}): timestamps must not decrease as days increase",
+            row=row,
+            value=int(ts[row]),
+        )
 
 
 def _check_sessions(table: pa.Table, file: Path) -> None:
@@ -242,15 +254,22 @@ def _check_sessions(table: pa.Table, file: Path) -> None:
         bad = same & (values[1:] != values[:-1])
         if bad.any():
             row = int(order[1:][bad].min())
-            raise SchemaError(file, col, f"rows of session {int(sid[row])} must share one {col}", row=row,
-                              value=int(table[col][row].as_py()))
+            raise SchemaError(
+                file,
+                col,
+                f"rows of session {int(sid[row])} must share one {col}",
+                row=row,
+                value=int(table[col][row].as_py()),
+            )
 
 
 def validate_dataset(root: str | Path) -> tuple[pa.Table, pa.Table]:
     """Read and validate ``root/docs.parquet`` and ``root/events.parquet``; return both tables."""
     root = Path(root)
     if not root.is_dir():
-        raise SchemaError(root, None, "dataset folder not found (create one with `lemur data synth --preset tiny --out DIR`)")
+        raise SchemaError(
+            root, None, "dataset folder not found (create one with `lemur data synth --preset tiny --out DIR`)"
+        )
     docs = read_table(root / DOCS_FILE)
     validate_docs(docs, root / DOCS_FILE)
     events = read_table(root / EVENTS_FILE)

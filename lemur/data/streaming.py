@@ -43,9 +43,12 @@ class StreamingDataModule(LemurDataModule):
         super()._split_by_day(day)
         stream = self.days["train"] + self.days["val"]  # every day before the test days (val_days plays no part)
         if len(stream) < self.warmup_days + 1:
-            raise SchemaError(self.root / "events.parquet", "day",
-                              f"streaming needs warmup_days + 1 = {self.warmup_days + 1} days before the {self.hparams.test_days} "
-                              f"test day(s) (one to train on, the next to validate on); the data has {stream}")
+            raise SchemaError(
+                self.root / "events.parquet",
+                "day",
+                f"streaming needs warmup_days + 1 = {self.warmup_days + 1} days before the {self.hparams.test_days} "
+                f"test day(s) (one to train on, the next to validate on); the data has {stream}",
+            )
         self.stream = stream
         self._day_rows = {d: np.flatnonzero(day == d) for d in stream}
         self._select(0)
@@ -58,8 +61,10 @@ class StreamingDataModule(LemurDataModule):
     def day_of_epoch(self, epoch: int) -> tuple[list[int], int]:
         """(days trained in ``epoch``, the day it validates on)."""
         if not 0 <= epoch < self.stream_days:
-            raise ValueError(f"streaming epoch {epoch} is past the stream: days {self.stream} allow {self.stream_days} epochs "
-                             f"with warmup_days={self.warmup_days}; set trainer.max_epochs <= {self.stream_days}")
+            raise ValueError(
+                f"streaming epoch {epoch} is past the stream: days {self.stream} allow {self.stream_days} epochs "
+                f"with warmup_days={self.warmup_days}; set trainer.max_epochs <= {self.stream_days}"
+            )
         last = self.warmup_days - 1 + epoch
         train = self.stream[: last + 1] if epoch == 0 else [self.stream[last]]
         return train, self.stream[last + 1]
@@ -75,11 +80,15 @@ class StreamingDataModule(LemurDataModule):
         trainer = getattr(self, "trainer", None)
         epochs = getattr(trainer, "max_epochs", None) if trainer is not None else None
         if stage == "fit" and epochs is not None and epochs > self.stream_days:
-            raise ValueError(f"trainer.max_epochs={epochs} is past the stream: {self.root} has days {self.stream} before the test "
-                             f"day(s); with data.warmup_days={self.warmup_days} that is {self.stream_days} streaming epoch(s): "
-                             f"set trainer.max_epochs <= {self.stream_days}")
+            raise ValueError(
+                f"trainer.max_epochs={epochs} is past the stream: {self.root} has days {self.stream} before the test "
+                f"day(s); with data.warmup_days={self.warmup_days} that is {self.stream_days} streaming epoch(s): "
+                f"set trainer.max_epochs <= {self.stream_days}"
+            )
         if trainer is not None and stage == "fit" and trainer.reload_dataloaders_every_n_epochs != 1:
-            raise ValueError("streaming needs trainer.reload_dataloaders_every_n_epochs: 1 (each epoch loads the next day)")
+            raise ValueError(
+                "streaming needs trainer.reload_dataloaders_every_n_epochs: 1 (each epoch loads the next day)"
+            )
 
     def _epoch(self) -> int:
         trainer = getattr(self, "trainer", None)
@@ -88,8 +97,10 @@ class StreamingDataModule(LemurDataModule):
     def train_dataloader(self):
         epoch = self._epoch()
         self._select(epoch)
-        rank_zero_info(f"streaming epoch {epoch}: training on day(s) {self.days['train']} "
-                       f"({len(self.splits['train'])} rows), validating on day {self.days['val'][0]}")
+        rank_zero_info(
+            f"streaming epoch {epoch}: training on day(s) {self.days['train']} "
+            f"({len(self.splits['train'])} rows), validating on day {self.days['val'][0]}"
+        )
         return super().train_dataloader()
 
     def val_dataloader(self):

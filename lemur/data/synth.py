@@ -1004,7 +1004,8 @@ def simulate(
         "config": asdict(cfg),
         "summary": summary,
         "vocabulary": {
-            "rule": f"lowercase alphabetic vocab entries of >= 3 letters, in vocab order, minus the first {cfg.skip_common_words}",
+            "rule": "lowercase alphabetic vocab entries of >= 3 letters, in vocab order, "
+            f"minus the first {cfg.skip_common_words}",
             "text_taste_markers": [[str(world.words[i]) for i in row] for row in world.markers],
         },
     }

@@ -34,7 +34,10 @@ class TokenizerConfig:
     path: str | None = None
     """Hugging Face tokenizer folder or hub name; None = the packaged all-MiniLM-L6-v2 WordPiece vocab."""
     fields: dict[str, int] = field(default_factory=lambda: {"title": 16, "ocr": 32, "asr": 8, "cover_text": 8})
-    """Document text fields, in order, with the max tokens kept from each (paper: title 31, OCR 124, ASR 12, cover 12)."""
+    (
+        """Document text fields, in order, with the max tokens kept from each """
+        """(paper: title 31, OCR 124, ASR 12, cover 12)."""
+    )
     query_len: int = 10
     """Max query tokens (paper: 10)."""
 
@@ -94,7 +97,11 @@ def _compact(ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> TokenizedT
 def tokenize_documents(tokenizer, columns: dict[str, list[str]], fields: dict[str, int]) -> TokenizedText:
     """``[CLS] f1 [SEP] f2 [SEP] ...`` for every document; a missing column is an empty field."""
     n = len(next(iter(columns.values())))
-    parts_ids, parts_types, parts_mask = [np.full((n, 1), tokenizer.cls_token_id, np.int32)], [np.zeros((n, 1), np.int32)], [np.ones((n, 1), bool)]
+    parts_ids, parts_types, parts_mask = (
+        [np.full((n, 1), tokenizer.cls_token_id, np.int32)],
+        [np.zeros((n, 1), np.int32)],
+        [np.ones((n, 1), bool)],
+    )
     for type_id, (name, max_len) in enumerate(fields.items(), start=1):
         texts = columns.get(name) or [""] * n
         ids, lengths = _pieces(tokenizer, texts, max_len)

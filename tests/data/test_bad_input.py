@@ -34,7 +34,9 @@ def test_nan_label_names_its_row(tmp_path: Path) -> None:
 
 def test_whole_number_floats_in_an_integer_column_ask_for_a_cast(tmp_path: Path) -> None:
     docs, events = make_tables()
-    err = _error(tmp_path, docs, _replace(events, "user_id", events["user_id"].to_numpy().astype(np.float64), pa.float64()))
+    err = _error(
+        tmp_path, docs, _replace(events, "user_id", events["user_id"].to_numpy().astype(np.float64), pa.float64())
+    )
     assert err.column == "user_id" and "cast the column to int64" in str(err)
     err = _error(tmp_path, docs, _replace(events, "day", events["day"].to_numpy() + 0.5, pa.float64()))
     assert err.column == "day" and err.row == 0 and err.value == 0.5

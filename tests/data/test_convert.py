@@ -14,13 +14,13 @@ def test_window_sessions_group_by_user_and_window() -> None:
     user = np.array([1, 1, 2, 1, 2])
     seconds = np.array([100, 3_500, 200, 3_700, 7_300])
     session, start = window_sessions(user, seconds, 3_600)
-    assert session.tolist() == [0, 0, 1, 2, 3]        # numbered by start time; user 1's 3,700 opens a new hour
+    assert session.tolist() == [0, 0, 1, 2, 3]  # numbered by start time; user 1's 3,700 opens a new hour
     assert start.tolist() == [100, 100, 200, 3_700, 7_300]
     # a local-time offset moves the window borders
     session, _ = window_sessions(np.array([1, 1]), np.array([3_500, 3_700]), 3_600)
-    assert session[0] != session[1]                   # 3,500 and 3,700 straddle the hour in UTC
+    assert session[0] != session[1]  # 3,500 and 3,700 straddle the hour in UTC
     session, _ = window_sessions(np.array([1, 1]), np.array([3_500, 3_700]), 3_600, tz_offset=200)
-    assert session[0] == session[1]                   # ... but not 200 s east of it
+    assert session[0] == session[1]  # ... but not 200 s east of it
     with pytest.raises(ValueError, match="divisor of 86400"):
         window_sessions(user, seconds, 7_000)
 

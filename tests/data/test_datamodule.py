@@ -21,8 +21,14 @@ CLS, SEP = 101, 102  # the packaged all-MiniLM-L6-v2 (BERT uncased) vocabulary
 
 
 def make_dm(root: Path, **kwargs) -> LemurDataModule:
-    settings = dict(root=str(root), batch_size=8, eval_batch_size=50, num_workers=0,
-                    history=HistoryConfig(short_len=3, long_len=6), tokenizer=TokenizerConfig(fields=dict(FIELDS), query_len=4))
+    settings = dict(
+        root=str(root),
+        batch_size=8,
+        eval_batch_size=50,
+        num_workers=0,
+        history=HistoryConfig(short_len=3, long_len=6),
+        tokenizer=TokenizerConfig(fields=dict(FIELDS), query_len=4),
+    )
     settings.update(kwargs)
     dm = LemurDataModule(**settings)
     dm.setup("fit")
@@ -69,16 +75,51 @@ def test_split_with_more_held_out_days(handmade_dataset: Path) -> None:
 
 # ------------------------------------------------------------------------------ batch contract
 def test_batch_keys_shapes_dtypes(dm: LemurDataModule) -> None:
-    for batch, bsz in ((first_batch(dm.train_dataloader()), 8), (first_batch(dm.val_dataloader()), 50), (first_batch(dm.test_dataloader()), 50)):
-        expected = {"label", "user_id", "session_id", "doc_index", "doc_id", "is_new_doc", "doc_tokens", "doc_types", "doc_mask",
-                    "query_tokens", "query_mask", "hist_long", "hist_long_mask", "hist_short", "hist_short_mask", "cat", "dense"}
+    for batch, bsz in (
+        (first_batch(dm.train_dataloader()), 8),
+        (first_batch(dm.val_dataloader()), 50),
+        (first_batch(dm.test_dataloader()), 50),
+    ):
+        expected = {
+            "label",
+            "user_id",
+            "session_id",
+            "doc_index",
+            "doc_id",
+            "is_new_doc",
+            "doc_tokens",
+            "doc_types",
+            "doc_mask",
+            "query_tokens",
+            "query_mask",
+            "hist_long",
+            "hist_long_mask",
+            "hist_short",
+            "hist_short_mask",
+            "cat",
+            "dense",
+        }
         assert set(batch) == expected  # no images unless image_size is set
         B = batch["label"].shape[0]
         assert B == min(bsz, 72)  # 72 rows per day in the hand-made data
-        dtypes = {"label": torch.float32, "user_id": torch.int64, "session_id": torch.int64, "doc_index": torch.int64,
-                  "is_new_doc": torch.bool, "doc_tokens": torch.int64, "doc_types": torch.int64, "doc_mask": torch.bool,
-                  "query_tokens": torch.int64, "query_mask": torch.bool, "hist_long": torch.int64, "hist_long_mask": torch.bool,
-                  "hist_short": torch.int64, "hist_short_mask": torch.bool, "cat": torch.int64, "dense": torch.float32}
+        dtypes = {
+            "label": torch.float32,
+            "user_id": torch.int64,
+            "session_id": torch.int64,
+            "doc_index": torch.int64,
+            "is_new_doc": torch.bool,
+            "doc_tokens": torch.int64,
+            "doc_types": torch.int64,
+            "doc_mask": torch.bool,
+            "query_tokens": torch.int64,
+            "query_mask": torch.bool,
+            "hist_long": torch.int64,
+            "hist_long_mask": torch.bool,
+            "hist_short": torch.int64,
+            "hist_short_mask": torch.bool,
+            "cat": torch.int64,
+            "dense": torch.float32,
+        }
         for key, dtype in dtypes.items():
             assert batch[key].dtype == dtype, key
         for key in ("label", "user_id", "session_id", "doc_index", "is_new_doc"):
@@ -241,7 +282,8 @@ def test_cache_is_invalidated_when_docs_change(tmp_path: Path) -> None:
     write_dataset(root, docs.set_column(docs.column_names.index("title"), "title", pa.array(titles)), events)
     after = first_batch(make_dm(root).test_dataloader())
     assert not before["doc_tokens"].equal(after["doc_tokens"])
-    assert after["doc_types"][0][after["doc_mask"][0]].tolist().count(1) == 5 + 1  # 'zebra' x5 + SEP (within the budget of 6)
+    # 'zebra' x5 + SEP (within the budget of 6)
+    assert after["doc_types"][0][after["doc_mask"][0]].tolist().count(1) == 5 + 1
 
 
 def test_query_cache_is_invalidated_when_events_change(tmp_path: Path) -> None:
@@ -273,8 +315,17 @@ def test_workers_give_the_same_batches(handmade_dataset: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ bad settings
-@pytest.mark.parametrize("setting, value", [("batch_size", 0), ("eval_batch_size", -1), ("num_workers", -1),
-                                            ("val_days", -1), ("test_days", -2), ("image_size", 4)])
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("batch_size", 0),
+        ("eval_batch_size", -1),
+        ("num_workers", -1),
+        ("val_days", -1),
+        ("test_days", -2),
+        ("image_size", 4),
+    ],
+)
 def test_bad_settings_fail_at_construction(handmade_dataset: Path, setting: str, value: int) -> None:
     with pytest.raises(ValueError, match=rf"data\.{setting}"):
         LemurDataModule(root=str(handmade_dataset), **{setting: value})
@@ -282,8 +333,13 @@ def test_bad_settings_fail_at_construction(handmade_dataset: Path, setting: str,
 
 @pytest.mark.parametrize("val_days, test_days", [(2, 2), (1, 3), (0, 4), (3, 3)])
 def test_too_few_days(handmade_dataset: Path, val_days: int, test_days: int) -> None:
-    dm = LemurDataModule(root=str(handmade_dataset), num_workers=0, val_days=val_days, test_days=test_days,
-                         tokenizer=TokenizerConfig(fields=dict(FIELDS), query_len=4))
+    dm = LemurDataModule(
+        root=str(handmade_dataset),
+        num_workers=0,
+        val_days=val_days,
+        test_days=test_days,
+        tokenizer=TokenizerConfig(fields=dict(FIELDS), query_len=4),
+    )
     with pytest.raises(SchemaError, match="val_days \\+ test_days") as info:
         dm.setup("fit")
     assert "4 distinct days" in str(info.value)

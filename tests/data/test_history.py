@@ -129,8 +129,13 @@ def test_datamodule_batches_hold_only_earlier_clicks(handmade_dataset: Path, spl
     import pyarrow.parquet as pq
 
     long_len, short_len = 5, 2
-    dm = LemurDataModule(root=str(handmade_dataset), batch_size=16, eval_batch_size=1000, num_workers=0,
-                         history=HistoryConfig(short_len=short_len, long_len=long_len))
+    dm = LemurDataModule(
+        root=str(handmade_dataset),
+        batch_size=16,
+        eval_batch_size=1000,
+        num_workers=0,
+        history=HistoryConfig(short_len=short_len, long_len=long_len),
+    )
     dm.setup("fit")
     docs = pq.read_table(handmade_dataset / "docs.parquet")
     ev = pq.read_table(handmade_dataset / "events.parquet").to_pydict()

@@ -28,13 +28,22 @@ def t(day: int, hour: int, minute: int = 0) -> int:
 
 # (user, item, rating, time); item 7 is missing from the item file, user 3 from the user file
 RATINGS = [
-    (1, 1, 5, t(0, 10, 0)), (1, 2, 2, t(0, 10, 5)), (1, 3, 4, t(0, 10, 30)),  # one session (10:00-10:59)
-    (1, 8, 4, t(0, 15, 0)),                                                    # same day, next session: query = item 3
-    (1, 4, 4, t(1, 9, 0)), (1, 5, 1, t(1, 9, 1)),                            # next day: query = title of item 8
-    (1, 6, 3, t(2, 20, 0)),                                                    # query = title of item 4
+    # one session (10:00-10:59)
+    (1, 1, 5, t(0, 10, 0)),
+    (1, 2, 2, t(0, 10, 5)),
+    (1, 3, 4, t(0, 10, 30)),
+    (1, 8, 4, t(0, 15, 0)),  # same day, next session: query = item 3
+    # next day: query = title of item 8
+    (1, 4, 4, t(1, 9, 0)),
+    (1, 5, 1, t(1, 9, 1)),
+    (1, 6, 3, t(2, 20, 0)),  # query = title of item 4
     (2, 1, 4, t(1, 12, 0)),
-    (2, 2, 5, t(3, 8, 0)), (2, 7, 4, t(3, 8, 20)),                            # query = title of item 1
-    (3, 3, 1, t(2, 7, 0)), (3, 4, 4, t(3, 23, 59)),                           # no liked movie before: empty query
+    # query = title of item 1
+    (2, 2, 5, t(3, 8, 0)),
+    (2, 7, 4, t(3, 8, 20)),
+    # no liked movie before: empty query
+    (3, 3, 1, t(2, 7, 0)),
+    (3, 4, 4, t(3, 23, 59)),
 ]
 ITEMS = [
     ("1", "Toy Story", "1995", "Animation Children's Comedy"),
@@ -89,9 +98,9 @@ def test_convert_rows_labels_sessions(wheel: Path, tmp_path: Path) -> None:
     by_rating = {(r["user_id"], r["doc_id"]): r for r in rows}
     for user, item, rating, when in RATINGS:
         row = by_rating[(user, item)]
-        assert row["label"] == int(rating >= 4)            # label rule
+        assert row["label"] == int(rating >= 4)  # label rule
         assert row["rated_at"] == when and row["rating"] == rating
-        assert row["day"] == (when - DAY0) // 86_400          # UTC calendar day from the first rating
+        assert row["day"] == (when - DAY0) // 86_400  # UTC calendar day from the first rating
     # a session = a user's ratings in one clock hour, stamped with its first rating's time
     s = {}
     for r in rows:
@@ -117,7 +126,12 @@ def test_documents_and_user_features(wheel: Path, tmp_path: Path) -> None:
     u2 = next(r for r in rows if r["user_id"] == 2)
     u3 = next(r for r in rows if r["user_id"] == 3)
     occupations = summary["cat_vocabularies"]["cat_occupation"]
-    assert (u1["cat_age"], u1["cat_gender"], occupations[u1["cat_occupation"]], u1["cat_zip"]) == (2, 1, "technician", 9)
+    assert (u1["cat_age"], u1["cat_gender"], occupations[u1["cat_occupation"]], u1["cat_zip"]) == (
+        2,
+        1,
+        "technician",
+        9,
+    )
     assert (u2["cat_age"], u2["cat_gender"], occupations[u2["cat_occupation"]]) == (6, 2, "other")
     assert u2["cat_zip"] == 10 + ord("T") - ord("A") + 1  # a Canadian postcode starts with a letter
     assert (u3["cat_age"], u3["cat_gender"], u3["cat_occupation"], u3["cat_zip"]) == (0, 0, 0, 0)  # unknown user
@@ -127,8 +141,16 @@ def test_documents_and_user_features(wheel: Path, tmp_path: Path) -> None:
 def test_query_is_the_last_liked_title_strictly_before(wheel: Path, tmp_path: Path) -> None:
     _, docs, rows = _converted(wheel, tmp_path)
     plain = {int(i): title for i, title, _, _ in ITEMS}
-    expected = {(1, t(0, 10)): "", (1, t(0, 15)): plain[3], (1, t(1, 9)): plain[8], (1, t(2, 20)): plain[4],
-                (2, t(1, 12)): "", (2, t(3, 8)): plain[1], (3, t(2, 7)): "", (3, t(3, 23, 59)): ""}
+    expected = {
+        (1, t(0, 10)): "",
+        (1, t(0, 15)): plain[3],
+        (1, t(1, 9)): plain[8],
+        (1, t(2, 20)): plain[4],
+        (2, t(1, 12)): "",
+        (2, t(3, 8)): plain[1],
+        (3, t(2, 7)): "",
+        (3, t(3, 23, 59)): "",
+    }
     for r in rows:
         assert r["query"] == expected[(r["user_id"], r["timestamp"])], r
     # no leakage: every non-empty query is a movie the same user rated >= 4 strictly before the session
@@ -142,11 +164,16 @@ def test_query_is_the_last_liked_title_strictly_before(wheel: Path, tmp_path: Pa
 
 
 EXPECTED_HISTORY = {
-    (1, 6): [4, 8, 3, 1],   # liked before day 2, most recent first; 2 and 5 were disliked
-    (1, 4): [8, 3, 1], (1, 5): [8, 3, 1],  # the day-1 session does not see its own likes
-    (1, 8): [3, 1],         # an earlier session of the same day is history
-    (1, 1): [], (1, 3): [],  # the first session sees nothing, not even itself
-    (2, 7): [1], (3, 4): [],
+    (1, 6): [4, 8, 3, 1],  # liked before day 2, most recent first; 2 and 5 were disliked
+    # the day-1 session does not see its own likes
+    (1, 4): [8, 3, 1],
+    (1, 5): [8, 3, 1],
+    (1, 8): [3, 1],  # an earlier session of the same day is history
+    # the first session sees nothing, not even itself
+    (1, 1): [],
+    (1, 3): [],
+    (2, 7): [1],
+    (3, 4): [],
 }
 
 
@@ -170,9 +197,15 @@ def test_split_and_histories_through_the_datamodule(wheel: Path, tmp_path: Path)
 
     summary, _, rows = _converted(wheel, tmp_path)
     assert summary["suggested_split"] == suggest_split(np.asarray([r["day"] for r in rows]))
-    dm = LemurDataModule(root=str(tmp_path / "ml"), val_days=1, test_days=1, num_workers=0, batch_size=64,
-                         history=HistoryConfig(short_len=2, long_len=4),
-                         tokenizer=TokenizerConfig(fields={"title": 20, "cover_text": 8}, query_len=15))
+    dm = LemurDataModule(
+        root=str(tmp_path / "ml"),
+        val_days=1,
+        test_days=1,
+        num_workers=0,
+        batch_size=64,
+        history=HistoryConfig(short_len=2, long_len=4),
+        tokenizer=TokenizerConfig(fields={"title": 20, "cover_text": 8}, query_len=15),
+    )
     dm.setup("fit")
     assert dm.days == {"train": [0, 1], "val": [2], "test": [3]}
     assert dm.describe()["cat_columns"] == ["cat_age", "cat_gender", "cat_occupation", "cat_zip"]
@@ -190,9 +223,11 @@ def test_suggested_split() -> None:
     """~10% of rows in the test days, ~10% in the validation days before them, counted in distinct days."""
     day = np.repeat([0, 1, 2, 5, 6, 9], [50, 20, 10, 5, 10, 5])  # 100 rows, days 3-4 and 7-8 empty
     split = suggest_split(day)
-    assert (split["test_days"], split["test_rows"]) == (2, 15)   # day 9 (5 rows) is not enough alone
-    assert (split["val_days"], split["val_rows"]) == (2, 15)     # days 2 and 5: day 5 alone has 5 < 10 rows
+    assert (split["test_days"], split["test_rows"]) == (2, 15)  # day 9 (5 rows) is not enough alone
+    assert (split["val_days"], split["val_rows"]) == (2, 15)  # days 2 and 5: day 5 alone has 5 < 10 rows
     assert (split["train_rows"], split["train_last_day"], split["distinct_days"]) == (70, 1, 6)
+
+
 def test_sources_folder_and_extracted(wheel: Path, tmp_path: Path) -> None:
     """--wheel takes the .whl, a folder holding it, an extracted wheel or the bare files."""
     extracted = tmp_path / "extracted"
@@ -215,9 +250,16 @@ def test_bad_wheel_names_the_file(tmp_path: Path) -> None:
     other = fake_wheel(tmp_path / "other.whl", {"ml-100k.inter": FILES["ml-100k.inter"]})
     with pytest.raises(SchemaError, match=r"other.whl: not a recbole wheel with ml-100k: .*ml-100k.item"):
         movielens.convert(other, tmp_path / "out", log=quiet)
-    bad_rows = fake_wheel(tmp_path / "bad" / "recbole-1.2.1-py3-none-any.whl",
-                          {**FILES, "ml-100k.inter": atomic("user_id:token\titem_id:token\trating:float\ttimestamp:float",
-                                                            [(1, 1, 5, 874800000), (1, 2, "five", 874800001)])})
+    bad_rows = fake_wheel(
+        tmp_path / "bad" / "recbole-1.2.1-py3-none-any.whl",
+        {
+            **FILES,
+            "ml-100k.inter": atomic(
+                "user_id:token\titem_id:token\trating:float\ttimestamp:float",
+                [(1, 1, 5, 874800000), (1, 2, "five", 874800001)],
+            ),
+        },
+    )
     with pytest.raises(SchemaError, match=r"ml-100k.inter: column 'rating', row 1, value 'five'"):
         movielens.convert(bad_rows, tmp_path / "out", log=quiet)
     with pytest.raises(SchemaError, match="no such file"):
@@ -232,7 +274,22 @@ def test_cli(wheel: Path, tmp_path: Path, capsys) -> None:
     assert main(["data", "validate", str(out)]) == 0
     assert main(["data", "movielens-100k", "--wheel", str(wheel), "--out", str(out)]) == 1  # exists: needs --force
     assert "--force" in capsys.readouterr().err
-    assert main(["data", "movielens-100k", "--wheel", str(wheel), "--out", str(out), "--force", "--session-seconds", "86400"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "movielens-100k",
+                "--wheel",
+                str(wheel),
+                "--out",
+                str(out),
+                "--force",
+                "--session-seconds",
+                "86400",
+            ]
+        )
+        == 0
+    )
     assert len(np.unique(pq.read_table(out / "events.parquet")["session_id"].to_numpy())) == 7  # one per user-day
     assert main(["data", "movielens-100k", "--wheel", str(tmp_path / "nope.whl"), "--out", str(out), "--force"]) == 2
     assert "nope.whl" in capsys.readouterr().err
@@ -240,8 +297,15 @@ def test_cli(wheel: Path, tmp_path: Path, capsys) -> None:
 
 def test_no_network_message(tmp_path: Path, monkeypatch) -> None:
     """pip cannot reach an index: the error says to pass --wheel (real pip, pointed at a dead index)."""
-    for key, value in {"PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_RETRIES": "0", "PIP_TIMEOUT": "2",
-                       "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "", "PIP_FIND_LINKS": "", "PIP_EXTRA_INDEX_URL": ""}.items():
+    for key, value in {
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+        "PIP_RETRIES": "0",
+        "PIP_TIMEOUT": "2",
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_NO_INDEX": "",
+        "PIP_FIND_LINKS": "",
+        "PIP_EXTRA_INDEX_URL": "",
+    }.items():
         monkeypatch.setenv(key, value) if value else monkeypatch.delenv(key, raising=False)
     with pytest.raises(DownloadError, match=r"could not download recbole==1.2.1 with pip(.|\n)*--wheel PATH"):
         movielens.download_wheel(tmp_path / "cache", log=quiet)
@@ -251,14 +315,34 @@ def test_no_network_message(tmp_path: Path, monkeypatch) -> None:
 def test_real_movielens_100k(tmp_path: Path) -> None:
     """The real thing: `pip download` the recbole 1.2.1 wheel (~2 MB) and convert ML-100K."""
     cache = tmp_path / "cache"
-    probe = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "recbole==1.2.1", "-d", str(cache),
-                            "--disable-pip-version-check"], capture_output=True, text=True, timeout=300)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "recbole==1.2.1",
+            "-d",
+            str(cache),
+            "--disable-pip-version-check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if probe.returncode != 0:
-        pytest.skip("cannot download the recbole 1.2.1 wheel from PyPI here (no network?): " + probe.stderr.strip()[-300:])
+        pytest.skip(
+            "cannot download the recbole 1.2.1 wheel from PyPI here (no network?): " + probe.stderr.strip()[-300:]
+        )
     lemur = shutil.which("lemur") or str(Path(sys.executable).with_name("lemur"))
     out = tmp_path / "movielens-100k"
-    done = subprocess.run([lemur, "data", "movielens-100k", "--cache", str(cache), "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [lemur, "data", "movielens-100k", "--cache", str(cache), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "using cached" in done.stdout
     docs, events = validate_dataset(out)
@@ -271,5 +355,8 @@ def test_real_movielens_100k(tmp_path: Path) -> None:
     import yaml
 
     recipe = yaml.safe_load((Path(__file__).resolve().parents[2] / "recipes/movielens/lemur.yaml").read_text())
-    assert (split["val_days"], split["test_days"]) == (recipe["data"]["init_args"]["val_days"], recipe["data"]["init_args"]["test_days"])
+    assert (split["val_days"], split["test_days"]) == (
+        recipe["data"]["init_args"]["val_days"],
+        recipe["data"]["init_args"]["test_days"],
+    )
     assert docs.num_rows <= recipe["model"]["init_args"]["memory_bank"]["init_args"]["capacity"]

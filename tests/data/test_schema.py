@@ -34,7 +34,9 @@ def _fails(tmp_path: Path, docs: pa.Table, events: pa.Table) -> SchemaError:
     return info.value
 
 
-def _assert_names(err: SchemaError, file: str, column: str | None, row: int | None = None, value: str | None = None) -> None:
+def _assert_names(
+    err: SchemaError, file: str, column: str | None, row: int | None = None, value: str | None = None
+) -> None:
     message = str(err)
     assert file in message, message
     assert Path(err.file).name == file

@@ -53,11 +53,41 @@ def test_too_many_epochs_fail_before_training(tiny: Path) -> None:
 
 
 def _fit(tiny: Path, out: Path, extra: list[str]) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "lemur.cli", "fit", "-c", str(REPO / "recipes/lemur.yaml"), "-c", str(REPO / "recipes/streaming/lemur.yaml"),
-           "-c", str(REPO / "recipes/tiny.yaml"), "--data.init_args.root", str(tiny), "--data.init_args.warmup_days", "1",
-           "--trainer.max_steps", "-1", "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "4",
-           "--trainer.val_check_interval", "1.0", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
-           "--trainer.default_root_dir", str(out), "--checkpoint.dirpath", str(out / "checkpoints"), "--test_after_fit", "false", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lemur.cli",
+        "fit",
+        "-c",
+        str(REPO / "recipes/lemur.yaml"),
+        "-c",
+        str(REPO / "recipes/streaming/lemur.yaml"),
+        "-c",
+        str(REPO / "recipes/tiny.yaml"),
+        "--data.init_args.root",
+        str(tiny),
+        "--data.init_args.warmup_days",
+        "1",
+        "--trainer.max_steps",
+        "-1",
+        "--trainer.max_epochs",
+        "3",
+        "--trainer.limit_train_batches",
+        "4",
+        "--trainer.val_check_interval",
+        "1.0",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        str(out),
+        "--checkpoint.dirpath",
+        str(out / "checkpoints"),
+        "--test_after_fit",
+        "false",
+        *extra,
+    ]
     done = subprocess.run(cmd, cwd=out.parent, capture_output=True, text=True, timeout=900, env={**os.environ})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return done
@@ -74,7 +104,10 @@ def test_three_days_carry_state_and_restart_from_day_two(tiny: Path, tmp_path: P
     ckpts = [torch.load(full / "checkpoints" / f"day-epoch={e}.ckpt", weights_only=False) for e in range(3)]
     steps = [c["global_step"] for c in ckpts]
     assert steps[0] < steps[1] < steps[2], "the optimizer step carries over from day to day"
-    written = [c["state_dict"]["memory_bank.written_mask"] if "memory_bank.written_mask" in c["state_dict"] else None for c in ckpts]
+    written = [
+        c["state_dict"]["memory_bank.written_mask"] if "memory_bank.written_mask" in c["state_dict"] else None
+        for c in ckpts
+    ]
     if written[0] is None:  # the bank keeps its tensors outside the buffers: find them by name
         keys = [k for k in ckpts[0]["state_dict"] if k.startswith("memory_bank.") and "written" in k]
         assert keys, sorted(k for k in ckpts[0]["state_dict"] if k.startswith("memory_bank"))
@@ -96,5 +129,9 @@ def test_three_days_carry_state_and_restart_from_day_two(tiny: Path, tmp_path: P
         assert resumed[-1][key] == pytest.approx(days[-1][key], abs=1e-4), key
     final_full = torch.load(full / "checkpoints" / "day-epoch=2.ckpt", weights_only=False)["state_dict"]
     final_again = torch.load(again / "checkpoints" / "day-epoch=2.ckpt", weights_only=False)["state_dict"]
-    diff = max(float((final_full[k].float() - final_again[k].float()).abs().max()) for k in final_full if final_full[k].is_floating_point())
+    diff = max(
+        float((final_full[k].float() - final_again[k].float()).abs().max())
+        for k in final_full
+        if final_full[k].is_floating_point()
+    )
     assert diff < 1e-4, f"weights after day 3 differ by {diff}"

@@ -26,7 +26,9 @@ class RawFiles:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise SchemaError(self.root, None, "raw data folder not found (pass --download to fetch the dataset into it)")
+            raise SchemaError(
+                self.root, None, "raw data folder not found (pass --download to fetch the dataset into it)"
+            )
 
     def find(self, name: str) -> list[str]:
         """Locations (``path`` or ``archive.zip!member``) of the files called ``name``."""
@@ -34,15 +36,23 @@ class RawFiles:
         for archive in sorted(self.root.rglob("*.zip")):
             try:
                 with zipfile.ZipFile(archive) as zf:
-                    found += [f"{archive}!{m}" for m in sorted(zf.namelist()) if m.rsplit("/", 1)[-1] == name and not m.startswith("__MACOSX")]
+                    found += [
+                        f"{archive}!{m}"
+                        for m in sorted(zf.namelist())
+                        if m.rsplit("/", 1)[-1] == name and not m.startswith("__MACOSX")
+                    ]
             except zipfile.BadZipFile as err:
-                raise SchemaError(archive, None, f"not a readable zip archive ({err}); delete it and download again") from err
+                raise SchemaError(
+                    archive, None, f"not a readable zip archive ({err}); delete it and download again"
+                ) from err
         return found
 
     def require(self, name: str, hint: str) -> list[str]:
         found = self.find(name)
         if not found:
-            raise SchemaError(self.root / name, None, f"not found in {self.root} (nor below it, nor in a zip there); {hint}")
+            raise SchemaError(
+                self.root / name, None, f"not found in {self.root} (nor below it, nor in a zip there); {hint}"
+            )
         return found
 
 
@@ -83,9 +93,13 @@ def open_lines(location: str) -> Iterator[str]:
 
 
 def add_common_arguments(parser, resources_help: str) -> None:
-    parser.add_argument("--raw", required=True, help="folder with the raw files (or the downloaded archives); --download fills it")
+    parser.add_argument(
+        "--raw", required=True, help="folder with the raw files (or the downloaded archives); --download fills it"
+    )
     parser.add_argument("--out", required=True, help="output dataset folder")
-    parser.add_argument("--download", action="store_true", help=f"download the raw files into --raw first ({resources_help})")
+    parser.add_argument(
+        "--download", action="store_true", help=f"download the raw files into --raw first ({resources_help})"
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing dataset in --out")
 
 
@@ -116,7 +130,9 @@ def verified_image(data: bytes) -> bool:
         return False
 
 
-def save_images(sources: dict[int, object], out: Path, folder: str = "images", workers: int = 8, log=print) -> tuple[dict[int, str], dict[str, int]]:
+def save_images(
+    sources: dict[int, object], out: Path, folder: str = "images", workers: int = 8, log=print
+) -> tuple[dict[int, str], dict[str, int]]:
     """Write each document's cover to ``out/folder/<doc_id>.jpg`` and return ``(doc_id -> relative path, counts)``.
 
     ``sources`` maps a doc_id to a URL (str: http(s)/file), to a callable returning the bytes, or to
@@ -147,7 +163,9 @@ def save_images(sources: dict[int, object], out: Path, folder: str = "images", w
 
     paths: dict[int, str] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for doc_id, path, problem in tqdm(pool.map(load, sources.items()), total=len(sources), desc="cover images", unit="img"):
+        for doc_id, path, problem in tqdm(
+            pool.map(load, sources.items()), total=len(sources), desc="cover images", unit="img"
+        ):
             if path is not None:
                 paths[doc_id] = path
                 counts["with_image"] += 1
@@ -158,6 +176,9 @@ def save_images(sources: dict[int, object], out: Path, folder: str = "images", w
                 if len(broken_examples) < 5:
                     broken_examples.append(problem)
     if counts["broken"]:
-        log(f"  {counts['broken']:,} broken cover images (those documents have no image), e.g.: " + "; ".join(broken_examples))
+        log(
+            f"  {counts['broken']:,} broken cover images (those documents have no image), e.g.: "
+            + "; ".join(broken_examples)
+        )
     log(f"  {counts['with_image']:,} cover images written to {target}")
     return paths, counts

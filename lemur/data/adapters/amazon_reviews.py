@@ -39,15 +39,19 @@ _BASE = "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_2023/raw/"
 
 
 def resources(category: str) -> tuple[Resource, Resource]:
-    return (Resource(f"{_BASE}review_categories/{category}.jsonl.gz", f"{category}.jsonl.gz"),
-            Resource(f"{_BASE}meta_categories/meta_{category}.jsonl.gz", f"meta_{category}.jsonl.gz"))
+    return (
+        Resource(f"{_BASE}review_categories/{category}.jsonl.gz", f"{category}.jsonl.gz"),
+        Resource(f"{_BASE}meta_categories/meta_{category}.jsonl.gz", f"meta_{category}.jsonl.gz"),
+    )
 
 
 def _records(location: str, skipped: list[int], log=print):
     """Parsed JSON objects of a JSONL file; malformed lines are skipped and counted in ``skipped[0]``."""
     from tqdm import tqdm
 
-    for i, line in enumerate(tqdm(open_lines(location), desc=Path(location.split("!")[-1]).name, unit=" lines", mininterval=2)):
+    for i, line in enumerate(
+        tqdm(open_lines(location), desc=Path(location.split("!")[-1]).name, unit=" lines", mininterval=2)
+    ):
         line = line.strip()
         if not line:
             continue
@@ -93,13 +97,24 @@ def _find(files: RawFiles, category: str | None, meta: bool) -> str:
         found = sorted(str(p) for p in files.root.rglob("*.jsonl*") if p.name.startswith("meta_") == meta)
     if not found:
         what = "item metadata (meta_<Category>.jsonl[.gz])" if meta else "reviews (<Category>.jsonl[.gz])"
-        raise SchemaError(files.root / (names[0] if names else ""), None, f"{what} not found; pass --download --category NAME, "
-                          f"or put the files from {_BASE} there")
+        raise SchemaError(
+            files.root / (names[0] if names else ""),
+            None,
+            f"{what} not found; pass --download --category NAME, or put the files from {_BASE} there",
+        )
     return found[0]
 
 
-def convert(raw: str | Path, out: str | Path, *, category: str | None = None, positive_rating: float = 4.0,
-            images: bool = False, force: bool = False, log=print) -> dict:
+def convert(
+    raw: str | Path,
+    out: str | Path,
+    *,
+    category: str | None = None,
+    positive_rating: float = 4.0,
+    images: bool = False,
+    force: bool = False,
+    log=print,
+) -> dict:
     files = RawFiles(raw)
     reviews_loc = _find(files, category, meta=False)
     meta_loc = _find(files, category, meta=True)
@@ -121,8 +136,13 @@ def convert(raw: str | Path, out: str | Path, *, category: str | None = None, po
         users.append(user), items.append(str(item)), stamps.append(ts), ratings.append(rating)
         verified.append(2 if r.get("verified_purchase") is True else 1)
     if not users:
-        raise SchemaError(reviews_loc, None, "no usable reviews (each needs user_id, parent_asin, timestamp and rating)")
-    log(f"  {len(users):,} reviews ({bad_reviews[0]:,} malformed lines and {no_fields:,} reviews missing user_id/parent_asin/timestamp/rating skipped)")
+        raise SchemaError(
+            reviews_loc, None, "no usable reviews (each needs user_id, parent_asin, timestamp and rating)"
+        )
+    log(
+        f"  {len(users):,} reviews ({bad_reviews[0]:,} malformed lines and {no_fields:,} reviews missing "
+        "user_id/parent_asin/timestamp/rating skipped)"
+    )
 
     reviewed = set(items)
     meta: dict[str, dict] = {}
@@ -171,18 +191,20 @@ def convert(raw: str | Path, out: str | Path, *, category: str | None = None, po
     else:
         columns["image_url"] = pa.array([m.get("image") for m in rows_meta], pa.string())
     docs = pa.table(columns)
-    events = pa.table({
-        "timestamp": pa.array(session_ms, pa.int64()),
-        "day": pa.array(day_index(session_s), pa.int32()),
-        "user_id": pa.array(user_id, pa.int64()),
-        "session_id": pa.array(session, pa.int64()),
-        "query": pa.array(query.tolist(), pa.string()),
-        "doc_id": pa.array(doc, pa.int64()),
-        "label": pa.array(label, pa.int8()),
-        "cat_verified": pa.array(np.asarray(verified, np.int64), pa.int64()),
-        "reviewer": pa.array(reviewers[user_id - 1].tolist(), pa.string()),
-        "rating": pa.array(np.asarray(ratings, np.float32)),
-    })
+    events = pa.table(
+        {
+            "timestamp": pa.array(session_ms, pa.int64()),
+            "day": pa.array(day_index(session_s), pa.int32()),
+            "user_id": pa.array(user_id, pa.int64()),
+            "session_id": pa.array(session, pa.int64()),
+            "query": pa.array(query.tolist(), pa.string()),
+            "doc_id": pa.array(doc, pa.int64()),
+            "label": pa.array(label, pa.int8()),
+            "cat_verified": pa.array(np.asarray(verified, np.int64), pa.int64()),
+            "reviewer": pa.array(reviewers[user_id - 1].tolist(), pa.string()),
+            "rating": pa.array(np.asarray(ratings, np.float32)),
+        }
+    )
     no_meta = sum(1 for a in asins if a not in meta)
     summary = {
         "dataset": f"Amazon Reviews 2023{f' ({category})' if category else ''}",
@@ -208,7 +230,9 @@ HELP = "Amazon Reviews 2023: reviews (label = rating >= 4) + item titles, descri
 
 def add_arguments(parser) -> None:
     add_common_arguments(parser, "<Category>.jsonl.gz + meta_<Category>.jsonl.gz")
-    parser.add_argument("--category", default=None, help="e.g. All_Beauty (required with --download; default: the files found in --raw)")
+    parser.add_argument(
+        "--category", default=None, help="e.g. All_Beauty (required with --download; default: the files found in --raw)"
+    )
     parser.add_argument("--positive-rating", type=float, default=4.0, help="label = rating >= this (default: 4)")
     parser.add_argument("--images", action="store_true", help="fetch each item's MAIN image (broken links are counted)")
 
@@ -218,5 +242,12 @@ def main(args) -> int:
         if not args.category:
             raise ValueError("--download needs --category (e.g. All_Beauty)")
         download_all(resources(args.category), args.raw)
-    convert(args.raw, args.out, category=args.category, positive_rating=args.positive_rating, images=args.images, force=args.force)
+    convert(
+        args.raw,
+        args.out,
+        category=args.category,
+        positive_rating=args.positive_rating,
+        images=args.images,
+        force=args.force,
+    )
     return 0

@@ -41,9 +41,24 @@ from lemur.data.download import Resource
 from lemur.data.schema import SchemaError
 
 BEIJING = 8 * 3600
-RESOURCES = (Resource("https://zenodo.org/records/8031220/files/KuaiSAR.zip?download=1", "KuaiSAR.zip", size="several GB",
-                      mirrors=("https://zenodo.org/record/8031220/files/KuaiSAR.zip",)),)
-SRC_COLUMNS = ("user_id", "search_session_id", "search_session_timestamp", "keyword", "search_source", "item_id", "click_cnt", "item_type")
+RESOURCES = (
+    Resource(
+        "https://zenodo.org/records/8031220/files/KuaiSAR.zip?download=1",
+        "KuaiSAR.zip",
+        size="several GB",
+        mirrors=("https://zenodo.org/record/8031220/files/KuaiSAR.zip",),
+    ),
+)
+SRC_COLUMNS = (
+    "user_id",
+    "search_session_id",
+    "search_session_timestamp",
+    "keyword",
+    "search_source",
+    "item_id",
+    "click_cnt",
+    "item_type",
+)
 REC_COLUMNS = ("user_id", "item_id", "timestamp", "click")
 USER_FEATURES = ("search_active_level", "rec_active_level", "onehot_feat1", "onehot_feat2")
 CATEGORY_LEVELS = ("first", "second", "third", "fourth")
@@ -51,11 +66,15 @@ EMPTY_NAMES = {"", "empty", "unknown", "none", "null", "空"}
 REC_SESSION_SECONDS = 1800
 
 
-def _read_csv(location: str, columns: tuple[str, ...], strings: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> pa.Table:
+def _read_csv(
+    location: str, columns: tuple[str, ...], strings: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+) -> pa.Table:
     """The ``columns`` (required) and ``optional`` columns present of a CSV file with a header."""
     with open_binary(location) as stream:
         try:
-            table = pacsv.read_csv(stream, convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in strings}))
+            table = pacsv.read_csv(
+                stream, convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in strings})
+            )
         except pa.ArrowInvalid as err:
             raise SchemaError(location, None, f"not a readable CSV file ({err})") from err
     missing = [c for c in columns if c not in table.column_names]
@@ -83,7 +102,9 @@ def id_text(values: pa.ChunkedArray) -> list[str]:
     return text.to_pylist()
 
 
-def convert(raw: str | Path, out: str | Path, *, services: tuple[str, ...] = ("search", "rec"), force: bool = False, log=print) -> dict:
+def convert(
+    raw: str | Path, out: str | Path, *, services: tuple[str, ...] = ("search", "rec"), force: bool = False, log=print
+) -> dict:
     if not services or set(services) - {"search", "rec"}:
         raise ValueError(f"services must be a non-empty subset of ('search', 'rec'), got {services}")
     files = RawFiles(raw)
@@ -109,10 +130,18 @@ def convert(raw: str | Path, out: str | Path, *, services: tuple[str, ...] = ("s
         disagree = int((ms != start[inverse]).sum())
         item = _int_column(src_loc, src, "item_id")
         item_type_of = dict(zip(item.tolist(), pc.fill_null(src["item_type"], "").to_pylist()))
-        parts.append({"service": np.full(src.num_rows, 2), "user": user, "item": item, "ms": start[inverse],
-                      "group": inverse, "label": (_int_column(src_loc, src, "click_cnt") > 0).astype(np.int8),
-                      "query": np.asarray(id_text(src["keyword"]), dtype=object),
-                      "source": np.asarray(pc.fill_null(src["search_source"], "").to_pylist(), dtype=object)})
+        parts.append(
+            {
+                "service": np.full(src.num_rows, 2),
+                "user": user,
+                "item": item,
+                "ms": start[inverse],
+                "group": inverse,
+                "label": (_int_column(src_loc, src, "click_cnt") > 0).astype(np.int8),
+                "query": np.asarray(id_text(src["keyword"]), dtype=object),
+                "source": np.asarray(pc.fill_null(src["search_source"], "").to_pylist(), dtype=object),
+            }
+        )
         if disagree:
             log(f"  {disagree:,} search rows had a time other than their session's: they take the session's first time")
     if rec_loc:
@@ -123,9 +152,18 @@ def convert(raw: str | Path, out: str | Path, *, services: tuple[str, ...] = ("s
         group, start_s = window_sessions(user, ms // 1000, REC_SESSION_SECONDS, tz_offset=BEIJING)
         first_ms = np.full(int(group.max()) + 1, np.iinfo(np.int64).max)
         np.minimum.at(first_ms, group, ms)
-        parts.append({"service": np.full(rec.num_rows, 1), "user": user, "item": _int_column(rec_loc, rec, "item_id"),
-                      "ms": first_ms[group], "group": group, "label": (_int_column(rec_loc, rec, "click") > 0).astype(np.int8),
-                      "query": np.full(rec.num_rows, "", dtype=object), "source": np.full(rec.num_rows, "", dtype=object)})
+        parts.append(
+            {
+                "service": np.full(rec.num_rows, 1),
+                "user": user,
+                "item": _int_column(rec_loc, rec, "item_id"),
+                "ms": first_ms[group],
+                "group": group,
+                "label": (_int_column(rec_loc, rec, "click") > 0).astype(np.int8),
+                "query": np.full(rec.num_rows, "", dtype=object),
+                "source": np.full(rec.num_rows, "", dtype=object),
+            }
+        )
     rows = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     # sessions: (service, group) pairs numbered by (time, service, group)
     skey = rows["service"].astype(np.int64) * (int(rows["group"].max()) + 1) + rows["group"]
@@ -154,12 +192,21 @@ def convert(raw: str | Path, out: str | Path, *, services: tuple[str, ...] = ("s
     else:
         log("  item_features.csv not found: documents get no caption or category")
     without_features = [int(d) for d in doc_ids if int(d) not in caption]
-    docs = pa.table({
-        "doc_id": pa.array(doc_ids, pa.int64()),
-        "title": pa.array([caption.get(int(d)) or None for d in doc_ids], pa.string()),
-        "cover_text": pa.array([(category.get(int(d)) or None) if int(d) in caption else (item_type_of.get(int(d), "").lower() or None)
-                                for d in doc_ids], pa.string()),
-    })
+    docs = pa.table(
+        {
+            "doc_id": pa.array(doc_ids, pa.int64()),
+            "title": pa.array([caption.get(int(d)) or None for d in doc_ids], pa.string()),
+            "cover_text": pa.array(
+                [
+                    (category.get(int(d)) or None)
+                    if int(d) in caption
+                    else (item_type_of.get(int(d), "").lower() or None)
+                    for d in doc_ids
+                ],
+                pa.string(),
+            ),
+        }
+    )
 
     # ---- context features
     cats = {"cat_service": rows["service"].astype(np.int64)}
@@ -175,16 +222,18 @@ def convert(raw: str | Path, out: str | Path, *, services: tuple[str, ...] = ("s
             v = _int_column(user_loc, users.set_column(users.schema.get_field_index(name), name, values), name)
             cats[f"cat_{name}"] = np.where(known & (v[sorter[at]] >= 0), v[sorter[at]] + 1, 0)
     seconds = rows["ms"] // 1000
-    events = pa.table({
-        "timestamp": pa.array(rows["ms"], pa.int64()),
-        "day": pa.array(day_index(seconds, BEIJING), pa.int32()),
-        "user_id": pa.array(rows["user"], pa.int64()),
-        "session_id": pa.array(session, pa.int64()),
-        "query": pa.array(rows["query"].tolist(), pa.string()),
-        "doc_id": pa.array(rows["item"], pa.int64()),
-        "label": pa.array(rows["label"], pa.int8()),
-        **{k: pa.array(v, pa.int64()) for k, v in cats.items()},
-    })
+    events = pa.table(
+        {
+            "timestamp": pa.array(rows["ms"], pa.int64()),
+            "day": pa.array(day_index(seconds, BEIJING), pa.int32()),
+            "user_id": pa.array(rows["user"], pa.int64()),
+            "session_id": pa.array(session, pa.int64()),
+            "query": pa.array(rows["query"].tolist(), pa.string()),
+            "doc_id": pa.array(rows["item"], pa.int64()),
+            "label": pa.array(rows["label"], pa.int8()),
+            **{k: pa.array(v, pa.int64()) for k, v in cats.items()},
+        }
+    )
     summary = {
         "dataset": "KuaiSAR",
         "raw": [x for x in (src_loc, rec_loc, item_loc, user_loc) if x],
@@ -206,11 +255,15 @@ HELP = "KuaiSAR: Kuaishou search sessions (queries) + recommendation feed, capti
 
 def add_arguments(parser) -> None:
     add_common_arguments(parser, "KuaiSAR.zip from zenodo")
-    parser.add_argument("--services", default="search,rec", help="which logs to convert: search, rec or search,rec (default)")
+    parser.add_argument(
+        "--services", default="search,rec", help="which logs to convert: search, rec or search,rec (default)"
+    )
 
 
 def main(args) -> int:
     if args.download:
         download_all(RESOURCES, args.raw)
-    convert(args.raw, args.out, services=tuple(s.strip() for s in args.services.split(",") if s.strip()), force=args.force)
+    convert(
+        args.raw, args.out, services=tuple(s.strip() for s in args.services.split(",") if s.strip()), force=args.force
+    )
     return 0

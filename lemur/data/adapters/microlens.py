@@ -38,10 +38,19 @@ from lemur.data.schema import SchemaError
 BEIJING = 8 * 3600
 _SITE = "https://recsys.westlake.edu.cn/MicroLens-{v}-Dataset/"
 RESOURCES = {
-    v: (Resource(_SITE.format(v=v) + f"MicroLens-{v}_pairs.csv", f"MicroLens-{v}_pairs.csv", size="~20 MB" if v == "100k" else "~10 MB"),
-        Resource(_SITE.format(v=v) + (f"MicroLens-{v}_title_en.csv" if v == "100k" else f"MicroLens-{v}_titles.csv"),
-                 f"MicroLens-{v}_title_en.csv" if v == "100k" else f"MicroLens-{v}_titles.csv", size="~2 MB"),
-        Resource(_SITE.format(v=v) + f"MicroLens-{v}_covers.zip", f"MicroLens-{v}_covers.zip", size="~700 MB"))
+    v: (
+        Resource(
+            _SITE.format(v=v) + f"MicroLens-{v}_pairs.csv",
+            f"MicroLens-{v}_pairs.csv",
+            size="~20 MB" if v == "100k" else "~10 MB",
+        ),
+        Resource(
+            _SITE.format(v=v) + (f"MicroLens-{v}_title_en.csv" if v == "100k" else f"MicroLens-{v}_titles.csv"),
+            f"MicroLens-{v}_title_en.csv" if v == "100k" else f"MicroLens-{v}_titles.csv",
+            size="~2 MB",
+        ),
+        Resource(_SITE.format(v=v) + f"MicroLens-{v}_covers.zip", f"MicroLens-{v}_covers.zip", size="~700 MB"),
+    )
     for v in ("100k", "50k")
 }
 
@@ -50,7 +59,11 @@ def _read_pairs(location: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     text = read_bytes(location).decode("utf-8-sig")
     reader = csv.reader(io.StringIO(text))
     header = [h.strip().lower() for h in next(reader, [])]
-    names = {"user": ("user", "userid", "user_id"), "item": ("item", "videoid", "item_id", "video_id"), "timestamp": ("timestamp", "time")}
+    names = {
+        "user": ("user", "userid", "user_id"),
+        "item": ("item", "videoid", "item_id", "video_id"),
+        "timestamp": ("timestamp", "time"),
+    }
     cols = {}
     for key, options in names.items():
         found = [i for i, h in enumerate(header) if h in options]
@@ -104,6 +117,7 @@ def _cover_sources(files: RawFiles, items: np.ndarray) -> dict[int, object]:
             def read() -> bytes:
                 with lock:
                     return zf.read(name)
+
             return read
 
         for member in zf.namelist():
@@ -113,15 +127,27 @@ def _cover_sources(files: RawFiles, items: np.ndarray) -> dict[int, object]:
     return sources
 
 
-def convert(raw: str | Path, out: str | Path, *, negatives: int = 4, images: bool = True, seed: int = 0,
-            force: bool = False, log=print) -> dict:
+def convert(
+    raw: str | Path,
+    out: str | Path,
+    *,
+    negatives: int = 4,
+    images: bool = True,
+    seed: int = 0,
+    force: bool = False,
+    log=print,
+) -> dict:
     if negatives < 1:
         raise ValueError(f"negatives must be >= 1 (the logs hold positives only), got {negatives}")
     files = RawFiles(raw)
     pairs = [p for p in files.find("MicroLens-100k_pairs.csv") + files.find("MicroLens-50k_pairs.csv")]
     if not pairs:
-        raise SchemaError(files.root / "MicroLens-100k_pairs.csv", None, "not found (nor MicroLens-50k_pairs.csv); pass --download "
-                          "or put the files from https://recsys.westlake.edu.cn/MicroLens-100k-Dataset/ there")
+        raise SchemaError(
+            files.root / "MicroLens-100k_pairs.csv",
+            None,
+            "not found (nor MicroLens-50k_pairs.csv); pass --download "
+            "or put the files from https://recsys.westlake.edu.cn/MicroLens-100k-Dataset/ there",
+        )
     titles_loc = files.find("MicroLens-100k_title_en.csv") + files.find("MicroLens-50k_titles.csv")
     out = prepare_output(out, force)
     log(f"reading {pairs[0]}")
@@ -131,7 +157,10 @@ def convert(raw: str | Path, out: str | Path, *, negatives: int = 4, images: boo
     duplicates = len(user) - len(first)
     first.sort()
     user, item, ms = user[first], item[first], ms[first]
-    log(f"  {len(user):,} watches ({duplicates:,} exact duplicates dropped), {len(np.unique(user)):,} users, {len(np.unique(item)):,} videos")
+    log(
+        f"  {len(user):,} watches ({duplicates:,} exact duplicates dropped), {len(np.unique(user)):,} users, "
+        f"{len(np.unique(item)):,} videos"
+    )
     titles = _read_titles(titles_loc[0]) if titles_loc else {}
     if not titles_loc:
         log("  no titles file found: documents get no title")
@@ -168,16 +197,18 @@ def convert(raw: str | Path, out: str | Path, *, negatives: int = 4, images: boo
         columns["image_path"] = pa.array([image_paths.get(int(d)) for d in doc_ids], pa.string())
     docs = pa.table(columns)
     seconds = rows_ms // 1000
-    events = pa.table({
-        "timestamp": pa.array(rows_ms, pa.int64()),
-        "day": pa.array(day_index(seconds, BEIJING), pa.int32()),
-        "user_id": pa.array(rows_user, pa.int64()),
-        "session_id": pa.array(rows_session, pa.int64()),
-        "query": pa.array(query.tolist(), pa.string()),
-        "doc_id": pa.array(rows_item, pa.int64()),
-        "label": pa.array(rows_label, pa.int8()),
-        "cat_hour": pa.array((seconds + BEIJING) // 3600 % 24 + 1, pa.int64()),
-    })
+    events = pa.table(
+        {
+            "timestamp": pa.array(rows_ms, pa.int64()),
+            "day": pa.array(day_index(seconds, BEIJING), pa.int32()),
+            "user_id": pa.array(rows_user, pa.int64()),
+            "session_id": pa.array(rows_session, pa.int64()),
+            "query": pa.array(query.tolist(), pa.string()),
+            "doc_id": pa.array(rows_item, pa.int64()),
+            "label": pa.array(rows_label, pa.int8()),
+            "cat_hour": pa.array((seconds + BEIJING) // 3600 % 24 + 1, pa.int64()),
+        }
+    )
     summary = {
         "dataset": "MicroLens",
         "raw": pairs[:1] + titles_loc[:1],
@@ -200,7 +231,9 @@ HELP = "MicroLens-100k/50k: micro-video watches, titles and cover images (negati
 
 def add_arguments(parser) -> None:
     add_common_arguments(parser, "pairs + titles + covers zip, ~720 MB for 100k")
-    parser.add_argument("--variant", choices=sorted(RESOURCES), default="100k", help="which MicroLens to download (default: 100k)")
+    parser.add_argument(
+        "--variant", choices=sorted(RESOURCES), default="100k", help="which MicroLens to download (default: 100k)"
+    )
     parser.add_argument("--negatives", type=int, default=4, help="unwatched videos sampled per watch (default: 4)")
     parser.add_argument("--no-images", action="store_true", help="skip the cover images")
     parser.add_argument("--seed", type=int, default=0, help="seed of the negative sampling")

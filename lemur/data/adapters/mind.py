@@ -44,10 +44,21 @@ TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 _MIRROR = "https://mind201910small.blob.core.windows.net/release/"
 _RECO = "https://recodatasets.z20.web.core.windows.net/newsrec/"
 RESOURCES = {
-    "small": (Resource(_RECO + "MINDsmall_train.zip", "MINDsmall_train.zip", size="52 MB", mirrors=(_MIRROR + "MINDsmall_train.zip",)),
-              Resource(_RECO + "MINDsmall_dev.zip", "MINDsmall_dev.zip", size="30 MB", mirrors=(_MIRROR + "MINDsmall_dev.zip",))),
-    "large": (Resource(_MIRROR + "MINDlarge_train.zip", "MINDlarge_train.zip", size="530 MB"),
-              Resource(_MIRROR + "MINDlarge_dev.zip", "MINDlarge_dev.zip", size="103 MB")),
+    "small": (
+        Resource(
+            _RECO + "MINDsmall_train.zip",
+            "MINDsmall_train.zip",
+            size="52 MB",
+            mirrors=(_MIRROR + "MINDsmall_train.zip",),
+        ),
+        Resource(
+            _RECO + "MINDsmall_dev.zip", "MINDsmall_dev.zip", size="30 MB", mirrors=(_MIRROR + "MINDsmall_dev.zip",)
+        ),
+    ),
+    "large": (
+        Resource(_MIRROR + "MINDlarge_train.zip", "MINDlarge_train.zip", size="530 MB"),
+        Resource(_MIRROR + "MINDlarge_dev.zip", "MINDlarge_dev.zip", size="103 MB"),
+    ),
 }
 
 
@@ -58,7 +69,9 @@ def _read_tsv(location: str, columns: tuple[str, ...]) -> pa.Table:
             io.BytesIO(data),
             read_options=pacsv.ReadOptions(column_names=list(columns)),
             parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
-            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns}, strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in columns}, strings_can_be_null=False
+            ),
         )
     except pa.ArrowInvalid as err:
         raise SchemaError(location, None, f"not a MIND tab-separated file with {len(columns)} columns ({err})") from err
@@ -82,7 +95,9 @@ def _seconds(location: str, times: pa.Array) -> np.ndarray:
             out[i] = int(datetime.strptime(text.strip(), TIME_FORMAT).replace(tzinfo=timezone.utc).timestamp())
         except ValueError:
             row = int(np.flatnonzero(inverse == i)[0])
-            raise SchemaError(location, "time", f"expected a time like 11/11/2019 9:05:58 AM", row=row, value=text) from None
+            raise SchemaError(
+                location, "time", "expected a time like 11/11/2019 9:05:58 AM", row=row, value=text
+            ) from None
     return out[inverse]
 
 
@@ -104,7 +119,10 @@ def convert(raw: str | Path, out: str | Path, *, history_rows: bool = False, for
         news_ids.append(_ids(location, "news_id", table["news_id"], "N"))
         titles += table["title"].to_pylist()
         abstracts += table["abstract"].to_pylist()
-        cats += [f"{c} {s.replace('_', ' ')}".strip() for c, s in zip(table["category"].to_pylist(), table["subcategory"].to_pylist())]
+        cats += [
+            f"{c} {s.replace('_', ' ')}".strip()
+            for c, s in zip(table["category"].to_pylist(), table["subcategory"].to_pylist())
+        ]
     news_ids = np.concatenate(news_ids)
     news_ids, first = np.unique(news_ids, return_index=True)
     titles = [titles[i].strip() or None for i in first]
@@ -123,7 +141,7 @@ def convert(raw: str | Path, out: str | Path, *, history_rows: bool = False, for
         counts = pc.list_value_length(shown).to_numpy(zero_copy_only=False)
         flat = pc.list_flatten(shown)
         parts = pc.split_pattern(flat, "-", max_splits=1)
-        has_label = (pc.list_value_length(parts).to_numpy(zero_copy_only=False) == 2)
+        has_label = pc.list_value_length(parts).to_numpy(zero_copy_only=False) == 2
         imp_of_row = np.repeat(np.arange(table.num_rows), counts)
         labeled_imp = np.bincount(imp_of_row, weights=~has_label, minlength=table.num_rows) == 0
         unlabeled += int((~labeled_imp).sum())
@@ -148,7 +166,9 @@ def convert(raw: str | Path, out: str | Path, *, history_rows: bool = False, for
         session_base += int(labeled_imp.sum())
         impressions += int(labeled_imp.sum())
     if impressions == 0:
-        raise SchemaError(behaviors_files[0], "impressions", "no labelled impressions (the MIND-large test split has no labels)")
+        raise SchemaError(
+            behaviors_files[0], "impressions", "no labelled impressions (the MIND-large test split has no labels)"
+        )
     session = np.concatenate(rows["session"])
     seconds = np.concatenate(rows["time"])
     user = np.concatenate(rows["user"])
@@ -160,9 +180,13 @@ def convert(raw: str | Path, out: str | Path, *, history_rows: bool = False, for
     title_of = dict(zip(news_ids.tolist(), [t or "" for t in titles]))
     sessions, first_row = np.unique(session, return_index=True)
     trigger = last_positive_before(user, seconds, label == 1, user[first_row], seconds[first_row])
-    query_by_session = np.asarray([title_of.get(int(doc[t]), "") if t >= 0 else
-                                   (title_of.get(int(h[1:]), "") if h[1:].isdigit() else "")
-                                   for t, h in zip(trigger.tolist(), history_last.tolist())], dtype=object)
+    query_by_session = np.asarray(
+        [
+            title_of.get(int(doc[t]), "") if t >= 0 else (title_of.get(int(h[1:]), "") if h[1:].isdigit() else "")
+            for t, h in zip(trigger.tolist(), history_last.tolist())
+        ],
+        dtype=object,
+    )
     query = query_by_session[np.searchsorted(sessions, session)]
     # number the sessions by time (splits may be read in any order)
     rank = np.empty(len(sessions), np.int64)
@@ -202,23 +226,27 @@ def convert(raw: str | Path, out: str | Path, *, history_rows: bool = False, for
     if len(missing):
         log(f"  {len(missing):,} news shown in behaviors.tsv are missing from news.tsv: kept with empty text")
     doc_ids = np.concatenate([news_ids, missing])
-    docs = pa.table({
-        "doc_id": pa.array(doc_ids, pa.int64()),
-        "title": pa.array(titles + [None] * len(missing), pa.string()),
-        "ocr": pa.array(abstracts + [None] * len(missing), pa.string()),
-        "cover_text": pa.array(cats + [None] * len(missing), pa.string()),
-    })
-    events = pa.table({
-        "timestamp": pa.array(seconds, pa.int64()),
-        "day": pa.array(day_index(seconds), pa.int32()),
-        "user_id": pa.array(user, pa.int64()),
-        "session_id": pa.array(session, pa.int64()),
-        "query": pa.array(query.tolist(), pa.string()),
-        "doc_id": pa.array(doc, pa.int64()),
-        "label": pa.array(label, pa.int8()),
-        "cat_hour": pa.array((seconds // 3600) % 24 + 1, pa.int64()),
-        **({"cat_from_history": pa.array(from_history, pa.int64())} if history_rows else {}),
-    })
+    docs = pa.table(
+        {
+            "doc_id": pa.array(doc_ids, pa.int64()),
+            "title": pa.array(titles + [None] * len(missing), pa.string()),
+            "ocr": pa.array(abstracts + [None] * len(missing), pa.string()),
+            "cover_text": pa.array(cats + [None] * len(missing), pa.string()),
+        }
+    )
+    events = pa.table(
+        {
+            "timestamp": pa.array(seconds, pa.int64()),
+            "day": pa.array(day_index(seconds), pa.int32()),
+            "user_id": pa.array(user, pa.int64()),
+            "session_id": pa.array(session, pa.int64()),
+            "query": pa.array(query.tolist(), pa.string()),
+            "doc_id": pa.array(doc, pa.int64()),
+            "label": pa.array(label, pa.int8()),
+            "cat_hour": pa.array((seconds // 3600) % 24 + 1, pa.int64()),
+            **({"cat_from_history": pa.array(from_history, pa.int64())} if history_rows else {}),
+        }
+    )
     summary = {
         "dataset": "MIND",
         "raw": [str(f) for f in behaviors_files + news_files],
@@ -240,9 +268,14 @@ HELP = "MIND (Microsoft News): impressions with clicks, news title/abstract/cate
 
 def add_arguments(parser) -> None:
     add_common_arguments(parser, "MINDsmall_train.zip + MINDsmall_dev.zip, ~80 MB; --size large for MIND-large")
-    parser.add_argument("--size", choices=sorted(RESOURCES), default="small", help="which MIND to download (default: small)")
-    parser.add_argument("--history-rows", action="store_true",
-                        help="also write the behaviors' history column as label-1 rows on a day before the logs")
+    parser.add_argument(
+        "--size", choices=sorted(RESOURCES), default="small", help="which MIND to download (default: small)"
+    )
+    parser.add_argument(
+        "--history-rows",
+        action="store_true",
+        help="also write the behaviors' history column as label-1 rows on a day before the logs",
+    )
 
 
 def main(args) -> int:

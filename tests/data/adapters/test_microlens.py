@@ -17,11 +17,30 @@ from lemur.data.schema import SchemaError, validate_dataset
 T0 = 1_672_531_200_000  # 2023-01-01 00:00 UTC, in ms
 HOUR = 3_600_000
 # user, item, timestamp (ms); items 1-8; user 10 watches 1 then 2 then 3, user 11 ...
-PAIRS = [(10, 1, T0), (10, 2, T0 + HOUR), (10, 3, T0 + 30 * HOUR), (11, 4, T0 + 2 * HOUR), (11, 5, T0 + 3 * HOUR),
-         (12, 6, T0 + HOUR), (12, 7, T0 + 2 * HOUR), (13, 8, T0 + 4 * HOUR), (13, 1, T0 + 5 * HOUR),
-         (11, 2, T0 + 26 * HOUR), (12, 3, T0 + 28 * HOUR), (13, 4, T0 + 29 * HOUR)]
-TITLES = {1: "cat video, very funny", 2: 'a "quoted" title', 3: "cooking # food", 4: "", 5: "dance",
-          6: "game, play, win", 7: "travel", 8: "music 🎵"}
+PAIRS = [
+    (10, 1, T0),
+    (10, 2, T0 + HOUR),
+    (10, 3, T0 + 30 * HOUR),
+    (11, 4, T0 + 2 * HOUR),
+    (11, 5, T0 + 3 * HOUR),
+    (12, 6, T0 + HOUR),
+    (12, 7, T0 + 2 * HOUR),
+    (13, 8, T0 + 4 * HOUR),
+    (13, 1, T0 + 5 * HOUR),
+    (11, 2, T0 + 26 * HOUR),
+    (12, 3, T0 + 28 * HOUR),
+    (13, 4, T0 + 29 * HOUR),
+]
+TITLES = {
+    1: "cat video, very funny",
+    2: 'a "quoted" title',
+    3: "cooking # food",
+    4: "",
+    5: "dance",
+    6: "game, play, win",
+    7: "travel",
+    8: "music 🎵",
+}
 
 
 def jpeg(color) -> bytes:
@@ -35,7 +54,9 @@ def raw(tmp_path: Path) -> Path:
     root = tmp_path / "raw"
     root.mkdir()
     rows = PAIRS + [PAIRS[0]]  # an exact duplicate row
-    (root / "MicroLens-100k_pairs.csv").write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    (root / "MicroLens-100k_pairs.csv").write_text(
+        "user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows)
+    )
     # no header, unquoted commas inside titles (except one quoted), UTF-8 with a BOM
     lines = [f"{i},{t}" if i != 2 else f'{i},"a ""quoted"" title"' for i, t in TITLES.items()]
     (root / "MicroLens-100k_title_en.csv").write_bytes(("\ufeff" + "\n".join(lines) + "\n").encode("utf-8"))
@@ -72,7 +93,7 @@ def test_convert(raw: Path, tmp_path: Path) -> None:
         assert len({r["timestamp"] for r in members}) == 1 and len({r["user_id"] for r in members}) == 1
     # negatives come from items others watched within +-1 day of the watch
     times = {}
-    for u, i, t in PAIRS:
+    for _u, i, t in PAIRS:
         times.setdefault(i, []).append(t)
     for r in neg:
         assert min(abs(t - r["timestamp"]) for t in times[r["doc_id"]]) <= 24 * HOUR
@@ -93,7 +114,7 @@ def test_convert(raw: Path, tmp_path: Path) -> None:
 
 def test_seeded_negatives_and_no_images(raw: Path, tmp_path: Path) -> None:
     a = microlens.convert(raw, tmp_path / "a", negatives=3, images=False, seed=5, log=quiet)
-    b = microlens.convert(raw, tmp_path / "b", negatives=3, images=False, seed=5, log=quiet)
+    microlens.convert(raw, tmp_path / "b", negatives=3, images=False, seed=5, log=quiet)
     ta, tb = validate_dataset(tmp_path / "a")[1], validate_dataset(tmp_path / "b")[1]
     assert ta.equals(tb) and a["images"]["with_image"] == 0
     assert "image_path" not in validate_dataset(tmp_path / "a")[0].column_names

@@ -16,19 +16,48 @@ from lemur.data.schema import SchemaError, validate_dataset
 
 NEWS = [
     # news_id, category, subcategory, title, abstract, url, title_entities, abstract_entities
-    ("N100", "sports", "football_nfl", 'The "Bills" win again', "Buffalo beat the Jets.", "https://assets.msn.com/x", "[]", "[]"),
-    ("N200", "lifestyle", "lifestyleroyals", "The Brands Queen Elizabeth Uses", "", "https://assets.msn.com/y", "[]", "[]"),
-    ("N300", "news", "newsus", "Storm hits the coast", "Heavy rain expected.", "https://assets.msn.com/z", '[{"Label": "Rain"}]', "[]"),
+    (
+        "N100",
+        "sports",
+        "football_nfl",
+        'The "Bills" win again',
+        "Buffalo beat the Jets.",
+        "https://assets.msn.com/x",
+        "[]",
+        "[]",
+    ),
+    (
+        "N200",
+        "lifestyle",
+        "lifestyleroyals",
+        "The Brands Queen Elizabeth Uses",
+        "",
+        "https://assets.msn.com/y",
+        "[]",
+        "[]",
+    ),
+    (
+        "N300",
+        "news",
+        "newsus",
+        "Storm hits the coast",
+        "Heavy rain expected.",
+        "https://assets.msn.com/z",
+        '[{"Label": "Rain"}]',
+        "[]",
+    ),
     ("N400", "finance", "finance-companies", "Stocks rally", "Markets up 2%.", "https://assets.msn.com/w", "[]", "[]"),
 ]
 TRAIN = [
     # impression_id, user_id, time, history, impressions
     ("1", "U7", "11/11/2019 9:05:58 AM", "N300 N200", "N100-1 N400-0 N999-0"),  # N999 is not in news.tsv
-    ("2", "U8", "11/11/2019 3:10:02 PM", "", "N100-0 N200-1"),                  # empty history
+    ("2", "U8", "11/11/2019 3:10:02 PM", "", "N100-0 N200-1"),  # empty history
     ("3", "U7", "11/12/2019 8:00:00 AM", "N300 N200", "N300-0 N400-1 N200-0"),
 ]
-DEV = [("1", "U8", "11/13/2019 10:11:12 AM", "", "N300-1 N400-0"),
-       ("2", "U9", "11/13/2019 11:11:12 PM", "N400", "N100-0 N200-0 N300-1")]
+DEV = [
+    ("1", "U8", "11/13/2019 10:11:12 AM", "", "N300-1 N400-0"),
+    ("2", "U9", "11/13/2019 11:11:12 PM", "N400", "N100-0 N200-0 N300-1"),
+]
 TEST = [("1", "U9", "11/14/2019 9:00:00 AM", "N400", "N100 N200")]  # MIND-large test: no labels
 
 
@@ -85,11 +114,11 @@ def test_convert(raw: Path, tmp_path: Path) -> None:
     assert d[200]["ocr"] is None and summary["news_without_abstract"] == 1  # empty abstract -> null field
     # trigger query: earlier click in the logs, else the history column's last entry, else empty
     q = [rows[0]["query"] for rows in sessions.values()]
-    assert q[0] == "The Brands Queen Elizabeth Uses"   # U7: last history entry N200
-    assert q[1] == ""                                  # U8: empty history, no earlier click
-    assert q[2] == 'The "Bills" win again'             # U7: clicked N100 in impression 1
-    assert q[3] == "The Brands Queen Elizabeth Uses"   # U8: clicked N200 in impression 2
-    assert q[4] == "Stocks rally"                      # U9: history N400
+    assert q[0] == "The Brands Queen Elizabeth Uses"  # U7: last history entry N200
+    assert q[1] == ""  # U8: empty history, no earlier click
+    assert q[2] == 'The "Bills" win again'  # U7: clicked N100 in impression 1
+    assert q[3] == "The Brands Queen Elizabeth Uses"  # U8: clicked N200 in impression 2
+    assert q[4] == "Stocks rally"  # U9: history N400
     day = events["day"].to_numpy()
     assert day.min() == 0 and day.max() == 2 and (events["cat_hour"].to_numpy() >= 1).all()
     saved = json.loads((tmp_path / "out" / "mind.json").read_text())
