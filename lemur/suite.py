@@ -751,6 +751,8 @@ def render_markdown(suite: Suite, rows: list[dict], machine: str) -> str:
                 " ".join([f"`-c {x}`" for x in st.recipes] + [f"`{shlex.join(st.args)}`"] * bool(st.args))
                 or "(base only)"
             )
+            if st.checkpoint_from:
+                text += f", starting from the `{st.checkpoint_from}` checkpoint"
             parts.append((f"{st.name}: " if len(v.stages) > 1 else "") + text)
         lines.append(f"- **{r['variant']}**: " + "; ".join(parts) + (f" -- {v.description}" if v.description else ""))
     return "\n".join(lines) + "\n"
@@ -848,7 +850,9 @@ def _plot_deltas(suite: Suite, rows: list[dict], axes) -> None:
         ax.axhline(0.0, color="tab:orange", lw=1)
         ax.set_xticks(list(xs), [r["variant"] for r in others], rotation=30, ha="right")
         label = "AUC on new documents" if m == "auc_new" else m.upper()
-        ax.set_title(f"Δ test {label} vs {suite.reference} (95% paired bootstrap CI)")
+        ax.set_xlim(-0.5, len(others) - 0.5)
+        title = f"Δ test {label} vs {suite.reference}\n(95% paired bootstrap CI; green/red: beyond noise)"
+        ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
 
 
