@@ -19,13 +19,19 @@ recipes, optional extra CLI arguments, or several *stages* such as pretrain -> r
           - name: rank
             recipes: [recipes/two_stage/stage2_frozen.yaml]
             checkpoint_from: pretrain  # --model.init_args.encoder_checkpoint <pretrain's last.ckpt>
+      - name: end_to_end
+        stages:
+          - name: joint
+            checkpoint_from: two_stage/pretrain  # another variant's stage, same seed (run once, shared)
 
 Every run is a separate ``lemur fit`` process (a failing run cannot take the suite down, and its
 memory is returned), with its own folder ``<out>/<variant>/seed<k>/<stage>/`` holding the command,
 the log, the checkpoints and ``metrics.json`` (written by RunSummary). A run whose
 ``metrics.json`` says ``tested`` is finished and is skipped when the suite is started again; an
-interrupted run resumes from its ``last.ckpt`` into the same MLflow run. The report (Markdown,
-CSV, PNG) is written to ``<out>/report.*`` and logged to MLflow as a run of its own.
+interrupted run resumes from its ``last.ckpt`` into the same MLflow run. Each run also saves its scored
+test rows (``test_predictions.parquet``), from which the report (Markdown, CSV, PNG, written to
+``<out>/report.*`` and logged to MLflow as a run of its own) gives every variant's difference from the
+reference row with a paired-bootstrap interval (``lemur.metrics.bootstrap``).
 
 The suite machinery (ordering, resume, lineage, aggregation) is lemur's own: no library runs a
 list of LightningCLI invocations with resume and a cross-run report.
