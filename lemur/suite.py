@@ -276,8 +276,7 @@ def build_command(suite: Suite, opts: Options, variant: Variant, seed: int, stag
         ]
     tags = {"suite": suite.name, "variant": variant.name, "seed": str(seed), "stage": stage.name}
     if stage.checkpoint_from is not None:
-        source, upstream = upstream_of(suite, variant, stage)
-        parent = run_dir(opts.out, source, seed, upstream)
+        parent = upstream_dir(opts.out, variant, seed, stage)
         checkpoint = parent / "checkpoints" / "last.ckpt"
         cmd += [stage.checkpoint_arg, str(checkpoint)]
         tags["lineage.upstream_checkpoint"] = str(checkpoint)
@@ -340,11 +339,11 @@ def _report_progress(label: str, folder: Path, start: float, done: threading.Eve
             say(f"{label}: {line}")
 
 
-def upstream_of(suite: Suite, variant: Variant, stage: Stage) -> tuple[Variant, Stage]:
-    """The (variant, stage) whose checkpoint ``stage`` starts from (``checkpoint_from``)."""
+def upstream_dir(out: Path, variant: Variant, seed: int, stage: Stage) -> Path:
+    """The run folder of the stage whose checkpoint ``stage`` starts from (``checkpoint_from``); by name, so
+    it is found when ``--only`` leaves that variant out (its finished run is then reused)."""
     owner, _, name = stage.checkpoint_from.rpartition("/")
-    source = next(v for v in suite.variants if v.name == owner) if owner else variant
-    return source, next(s for s in source.stages if s.name == name)
+    return out / (owner or variant.name) / f"seed{seed}" / name
 
 
 def _chains(suite: Suite) -> list[list[tuple[int, Variant, int, Stage]]]:
@@ -354,7 +353,8 @@ def _chains(suite: Suite) -> list[list[tuple[int, Variant, int, Stage]]]:
     for v in suite.variants:  # earlier variants first, so a chain of joins resolves in one pass
         for st in v.stages:
             if st.checkpoint_from and "/" in st.checkpoint_from:
-                joins[v.name] = joins[st.checkpoint_from.rpartition("/")[0]]
+                owner = st.checkpoint_from.rpartition("/")[0]
+                joins[v.name] = joins.get(owner, owner)
     chains: dict[tuple[str, int], list[tuple[int, Variant, int, Stage]]] = {}
     for i, (variant, seed, stage) in enumerate(suite.runs(), 1):
         chains.setdefault((joins[variant.name], seed), []).append((i, variant, seed, stage))
