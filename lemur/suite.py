@@ -687,12 +687,22 @@ def _pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:+.2f}%"
 
 
-def render_markdown(suite: Suite, rows: list[dict], machine: str) -> str:
+def data_root(out: Path) -> str | None:
+    """The dataset folder the suite's runs trained on (``--data.init_args.root`` of a run's command), if given."""
+    for command in sorted(out.glob("*/seed*/*/command.txt")):
+        args = shlex.split(command.read_text())
+        if "--data.init_args.root" in args[:-1]:
+            return args[args.index("--data.init_args.root") + 1]
+    return None
+
+
+def render_markdown(suite: Suite, rows: list[dict], machine: str, data: str | None = None) -> str:
     lines = [f"# Suite `{suite.name}`", ""]
     if suite.description:
         lines += [suite.description.strip(), ""]
     lines += [
-        f"Suite file: `{suite.path}`; MLflow experiment `{suite.experiment}`; seeds {suite.seeds}; "
+        (f"Data: `{data}`. " if data else "")
+        + f"Suite file: `{suite.path}`; MLflow experiment `{suite.experiment}`; seeds {suite.seeds}; "
         f"reference row `{suite.reference}`; {machine}.",
         "Test-day metrics of each run's best checkpoint (of the last stage); mean ± sample std over seeds; "
         "Δ = relative change of the mean vs the reference row (as the paper reports); "
@@ -777,7 +787,8 @@ def write_report(suite: Suite, out: Path, prefix: Path | None = None, log_to_mlf
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}"
     paths = {"md": prefix.with_suffix(".md"), "csv": prefix.with_suffix(".csv"), "png": prefix.with_suffix(".png")}
     stream = collect_streaming(suite, out)
-    paths["md"].write_text(render_markdown(suite, rows, machine) + (render_streaming(stream) if stream else ""))
+    report = render_markdown(suite, rows, machine, data_root(out))
+    paths["md"].write_text(report + (render_streaming(stream) if stream else ""))
     columns = (
         ["variant", "runs"]
         + [f"{m}_{k}" for m in METRICS for k in ("mean", "std", "delta_pct")]

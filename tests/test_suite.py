@@ -383,7 +383,8 @@ def test_table3_suite_end_to_end_and_resume(tmp_path: Path) -> None:
     md = (out / "report.md").read_text()
     for variant in ("id_only", "two_stage", "end_to_end"):
         assert f"| {variant} | 1 |" in md
-    assert (out / "end_to_end" / "seed0" / "fit" / "test_predictions.parquet").exists()
+    assert (out / "end_to_end" / "seed0" / "joint" / "test_predictions.parquet").exists()
+    assert f"Data: `{tmp_path / 'tiny'}`" in md
     assert "qauc_delta_ci_low" in (out / "report.csv").read_text().splitlines()[0]
 
     client = MlflowClient(uri)
@@ -391,13 +392,15 @@ def test_table3_suite_end_to_end_and_resume(tmp_path: Path) -> None:
     runs = client.search_runs([exp.experiment_id])
     fits = [r for r in runs if r.data.tags.get("kind") != "report"]
     assert sorted((r.data.tags["variant"], r.data.tags["stage"]) for r in fits) == [
-        ("end_to_end", "fit"),
+        ("end_to_end", "joint"),
         ("id_only", "fit"),
         ("two_stage", "pretrain"),
         ("two_stage", "rank"),
     ]
     by_stage = {r.data.tags["stage"]: r for r in fits if r.data.tags["variant"] == "two_stage"}
     assert by_stage["rank"].data.tags["lineage.upstream_run_id"] == by_stage["pretrain"].info.run_id
+    joint = next(r for r in fits if r.data.tags["variant"] == "end_to_end")  # the same stage-1 run, shared
+    assert joint.data.tags["lineage.upstream_run_id"] == by_stage["pretrain"].info.run_id
     assert all("test/qauc" in r.data.metrics for r in fits)
     report_runs = [r for r in runs if r.data.tags.get("kind") == "report"]
     assert len(report_runs) == 1
