@@ -83,7 +83,8 @@ def render(rows: list[dict], sources: list[str]) -> str:
         "the negative control (the signal's weight at 0), with 95% paired-bootstrap intervals; *explained* = "
         "planted minus control; *recovered* = explained / the signal's oracle ceiling on the test day "
         "(`synth.json`). These show that the implementation can exploit the mechanisms the simulator contains, "
-        "not that real logs contain them.",
+        "not that real logs contain them. Each row is relative to its suite's reference row (two-stage; no history), "
+        "which recovers part of the signal itself, so a baseline's share says how its gap to the reference moves.",
         "",
     ]
     for m, label in (("qauc", "QAUC"), ("auc_new", "AUC on new documents")):
