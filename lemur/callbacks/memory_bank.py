@@ -177,8 +177,9 @@ class MemoryBankCallback(L.Callback):
         out = Path(self.output_dir) if self.output_dir else self._run_dir(trainer)
         if self.plot:
             self._save(trainer, self._plot(out / "memory_bank.png"))
-        if self.export:
-            self._save(trainer, self._export(pl_module, trainer.datamodule, out / "memory_bank.parquet"))
+        if self.export:  # every rank takes part in gathering a sharded bank; rank 0 writes the file
+            state = self._bank(pl_module).global_state()
+            self._save(trainer, self._export(state, trainer.datamodule, out / "memory_bank.parquet"))
 
     @staticmethod
     def _run_dir(trainer: L.Trainer) -> Path:
@@ -216,8 +217,8 @@ class MemoryBankCallback(L.Callback):
         return path
 
     @rank_zero_only
-    def _export(self, pl_module: L.LightningModule, datamodule, path: Path) -> Path:
-        export_bank(self._bank(pl_module), datamodule.store.doc_ids, path)
+    def _export(self, state: dict[str, torch.Tensor], datamodule, path: Path) -> Path:
+        export_bank(state, datamodule.store.doc_ids, path)
         return path
 
     @staticmethod
@@ -230,21 +231,25 @@ class MemoryBankCallback(L.Callback):
 
 
 def export_bank(bank, doc_ids: np.ndarray, path: str | Path) -> Path:
-    """Write the bank as Parquet: ``doc_id``, ``written``, ``last_write``, ``embedding`` (float32 list)."""
+    """Write the bank as Parquet: ``doc_id``, ``written``, ``last_write``, ``embedding`` (float32 list).
+
+    ``bank``: a ``MemoryBank`` (one process) or the dict its ``global_state()`` returned."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    state = bank if isinstance(bank, dict) else bank.global_state()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(doc_ids)
-    table = bank.table[:n].float().cpu().numpy()
+    dim = state["table"].shape[1]
+    table = state["table"][:n].float().cpu().numpy()
     pq.write_table(
         pa.table(
             {
                 "doc_id": pa.array(np.asarray(doc_ids, np.int64)),
-                "written": pa.array(bank.written_mask[:n].cpu().numpy()),
-                "last_write": pa.array(bank.last_write[:n].cpu().numpy()),
-                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(table.reshape(-1)), bank.dim),
+                "written": pa.array(state["written_mask"][:n].cpu().numpy()),
+                "last_write": pa.array(state["last_write"][:n].cpu().numpy()),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(table.reshape(-1)), dim),
             }
         ),
         path,

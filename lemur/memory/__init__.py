@@ -2,5 +2,6 @@
 
 from lemur.memory.base import MemoryBank, WriteStats
 from lemur.memory.replicated import ReplicatedMemoryBank
+from lemur.memory.sharded import ShardedMemoryBank
 
-__all__ = ["MemoryBank", "ReplicatedMemoryBank", "WriteStats"]
+__all__ = ["MemoryBank", "ReplicatedMemoryBank", "ShardedMemoryBank", "WriteStats"]

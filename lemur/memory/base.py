@@ -32,7 +32,11 @@ class MemoryBank(nn.Module, abc.ABC):
       keep every rank's view consistent (the replicated bank all-gathers the fresh pairs; a
       sharded one would route each pair to the rank that owns the ID). ``write`` is then a
       collective: every rank calls it every training step, with N = 0 if it has nothing.
-    * ``written(ids) -> bool``, ``staleness_order(budget, policy)`` for refresh schedules.
+    * ``written(ids) -> bool``, ``refresh_candidates(budget, policy)`` for refresh schedules.
+    * ``global_state()``: the whole table in document order (export, tests). A bank whose entries
+      live on several ranks (``ShardedMemoryBank``) makes ``read``, ``written``, ``count_reads``,
+      ``refresh_candidates``, ``num_written`` and ``global_state`` collectives too: every rank calls
+      them at the same points, which the ranker's steps and ``MemoryBankCallback`` do.
 
     The bank is module state: it is saved in checkpoints and restored on resume.
     """
@@ -65,3 +69,15 @@ class MemoryBank(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def num_written(self) -> int: ...
+
+    def global_state(self) -> dict[str, torch.Tensor] | None:
+        """``table [capacity, dim]``, ``written_mask [capacity]``, ``last_write [capacity]`` in document
+        order, for export. A sharded bank gathers its shards on rank 0 (other ranks get None).
+
+        Default: the bank's own ``table`` / ``written_mask`` / ``last_write`` attributes."""
+        try:
+            return {name: getattr(self, name) for name in ("table", "written_mask", "last_write")}
+        except AttributeError as err:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no table/written_mask/last_write: override MemoryBank.global_state"
+            ) from err

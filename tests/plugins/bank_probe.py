@@ -1,4 +1,5 @@
-"""A test callback: each rank saves its memory bank and final metrics (for the DDP test)."""
+"""A test callback: each rank saves its memory bank (its own tensors, and rank 0 the whole table
+gathered in document order) and final metrics (for the DDP tests)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ class SaveBankPerRank(L.Callback):
         bank = pl_module.memory_bank
         rank = trainer.global_rank
         torch.save({name: getattr(bank, name).cpu() for name in bank.STATE}, self.dirpath / f"bank-rank{rank}.pt")
+        whole = bank.global_state()  # a collective for a sharded bank: every rank calls it
+        if rank == 0:
+            torch.save(whole, self.dirpath / "bank-global.pt")
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         (self.dirpath / f"metrics-rank{rank}.json").write_text(
             json.dumps({"metrics": metrics, "world_size": trainer.world_size, "global_step": trainer.global_step})
