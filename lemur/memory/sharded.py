@@ -278,9 +278,12 @@ class ShardedMemoryBank(MemoryBank):
                 f"memory bank write: expected embeddings [{len(ids)}, {self.dim}], got {tuple(embeddings.shape)}"
             )
         self._check(ids)
-        if self.world > 1:  # received grouped by sender rank, each in its own order: last occurrence = ties by rank
-            route = _Route(ids, self.world)
-            ids, embeddings = route.forward(ids), route.forward(embeddings)
+        if self.world > 1:
+            # Send each ID once (this rank's last occurrence); owners receive the pairs grouped by sender
+            # rank, so their last occurrence is the replicated bank's rule: ties go to the higher rank.
+            keep = torch.sort(last_occurrence(ids)[1]).values
+            route = _Route(ids[keep], self.world)
+            ids, embeddings = route.forward(ids[keep]), route.forward(embeddings[keep])
         uniq, last = last_occurrence(ids // self.world)
         fresh = embeddings.index_select(0, last)
         was = self.written_mask.index_select(0, uniq)
