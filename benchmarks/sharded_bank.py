@@ -12,9 +12,10 @@ rank then, ``--repeats`` times, interleaved:
 Latency is the median over repeats of the slowest rank (a collective ends when its last rank does).
 Bytes moved are measured, not modelled: every ``torch.distributed`` call the banks make is wrapped
 and the bytes a rank sends to *other* ranks are counted. The cost model predicts them from the
-distinct IDs (``U``), rows written (``N``), W, dim and dtype:
+distinct IDs (``U``), rows written (``N``), W, dim and dtype, in expectation (IDs spread evenly over
+their owners):
 
-* sharded read (in expectation, IDs spread evenly over owners): ``U (1 - 1/W) (8 + (dim + 1) s)`` plus the count exchanges (the IDs go out, the rows
+* sharded read: ``U (1 - 1/W) (8 + (dim + 1) s)`` plus the count exchanges (the IDs go out, the rows
   and a written flag come back; ``s`` = bytes per element);
 * sharded write: ``N_distinct (1 - 1/W) (8 + dim s)`` plus the counts and an all-reduce of the stats;
 * replicated read: 0; replicated write: ``(W - 1) n_max (8 + dim s)`` (the all-gather).
