@@ -6,12 +6,13 @@ STAMP  := $(VENV)/.installed
 DATA   ?= data/synth-small
 PRESET ?= small
 
-.PHONY: help install test test-fast demo data bench fuzz freeze clean
+.PHONY: help install test test-fast demo data bench gpu-check fuzz freeze clean
 
 help:
 	@echo "make demo   - set up, generate the built-in data, train + evaluate recipes/lemur.yaml"
 	@echo "make test   - set up, then lint (ruff check) and run the whole test suite"
 	@echo "make bench  - run every benchmark script (benchmarks/results/)"
+	@echo "make gpu-check - one-shot GPU check, <= 8 min on one H100/H200 (GPU_ARGS=--dry-run: CPU smoke run)"
 	@echo "make fuzz   - run the bad-input sweep and print its table"
 	@echo "make install - only create $(VENV) and install the pinned dependencies"
 
@@ -42,6 +43,12 @@ demo: $(STAMP) $(DATA)/events.parquet
 # Every benchmark script in one go; results land in benchmarks/results/ (see benchmarks/README.md).
 bench: $(STAMP) $(DATA)/events.parquet
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+
+# One-shot GPU check (<= 8 min on one H100/H200): the demo at bf16, history L=0 vs L=1000, bank ops at 1e7 / 1e8,
+# throughput vs batch size; results in benchmarks/results/. GPU_ARGS=--dry-run: CPU, tiny, a temp folder (~1 min).
+# It makes its own data (benchmarks/common.py ensure_data) and needs no network.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py $(GPU_ARGS)
 
 # The generated bad-input sweep: prints a table of cases tried / rejected / skipped / crashed.
 fuzz: $(STAMP)

@@ -4,12 +4,12 @@ Probes and ceilings of what the data contains (``diagnostics/``) are not benchma
 
 Each script runs in its own process with short settings (below), so the whole set takes minutes
 rather than hours on a CPU (the four newer scripts took ~15 min on the shared, loaded 2-core CPU
-of 2026-11-23; history_cost adds an estimated 10-15). ``--quick`` shrinks every script to its
-smallest settings on the ``tiny`` preset: a smoke run (~6 min there, most of it starting Python +
-Lightning processes; the numbers mean little). ``--device``, ``--precision``, ``--threads`` and
-``--out`` are passed to every script. A failing script does not stop the others; the exit status
-is non-zero if any failed. Also writes ``results/run-all-<date>-<device>.json``: per script its
-command, exit status and wall time.
+of 2026-11-23; history_cost adds an estimated 10-15, framework_overhead ~2, sharded_bank ~1).
+``--quick`` shrinks every script to its smallest settings on the ``tiny`` preset: a smoke run (~6 min
+there, most of it starting Python + Lightning processes; the numbers mean little). ``--device``,
+``--precision``, ``--threads`` and ``--out`` are passed to every script. A failing script does not
+stop the others; the exit status is non-zero if any failed. Also writes
+``results/run-all-<date>-<device>.json``: per script its command, exit status and wall time.
 
     python benchmarks/run_all.py                          # make bench
     python benchmarks/run_all.py --quick --only bank_ops throughput
@@ -77,8 +77,19 @@ SCRIPTS: dict[str, dict[str, list[str]]] = {
         "default": [],
         "quick": [*TINY_MODEL, "--batch-sizes", "16", "64", "--steps", "1", "--warmup", "0", "--rounds", "1"],
     },
+    "framework_overhead": {
+        "default": ["--steps", "10", "--warmup", "3", "--rounds", "2"],
+        "quick": ["--quick", "--rounds", "1", "--profile", "never"],
+    },
+    "sharded_bank": {  # spawns W gloo processes (W = 2, 4); --device cuda needs one GPU per rank
+        "default": ["--repeats", "5"],
+        "quick": ["--worlds", "2", "--capacity", "10000", "--batch", "16", "--length", "50", "--repeats", "2"],
+    },
 }
-NOT_RUN = {"movielens": "a model-quality experiment (trains the MovieLens suite: hours on a CPU), run on its own"}
+NOT_RUN = {
+    "movielens": "a model-quality experiment (trains the MovieLens suite: hours on a CPU), run on its own",
+    "gpu_check": "the one-shot GPU check (make gpu-check): runs four of the scripts above itself, with GPU settings",
+}
 """Scripts in benchmarks/ that ``make bench`` leaves out, and why."""
 
 
