@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -88,6 +89,13 @@ def _fit(
     return banks, metrics
 
 
+BANK_CALLBACK = """
+trainer:
+  callbacks+:
+    - class_path: lemur.callbacks.MemoryBankCallback
+      init_args: {warm_start: true, refresh_every_n_steps: 2, refresh_budget: 16, export: true, output_dir: OUT}
+"""
+
 EPOCH = [
     "--trainer.max_steps",
     "-1",
@@ -129,14 +137,19 @@ def test_ddp_ranks_keep_identical_banks_and_match_one_process(tmp_path: Path) ->
 @pytest.mark.slow
 def test_ddp_sharded_bank_matches_the_replicated_bank(tmp_path: Path) -> None:
     """`lemur fit --trainer.strategy ddp --trainer.devices 2` with ShardedMemoryBank: each rank holds half of
-    the table, and after one epoch at lr = 0 the gathered bank is the replicated bank's, bit for bit; the
-    validation metrics agree within the tolerance of the test above (they are in fact computed from the
-    same vectors)."""
+    the table, and after one epoch at lr = 0 the gathered bank is the replicated bank's, bit for bit, with the
+    bank callback's warm start, refresh and export on; the validation metrics agree within the tolerance of
+    the test above (they are in fact computed from the same vectors)."""
     generate(PRESETS["tiny"], tmp_path / "tiny", progress=False)
-    rep, rep_metrics = _fit(tmp_path, "replicated", devices=2, batch_size=16, lr=0.0, extra=EPOCH)
-    shard, shard_metrics = _fit(
-        tmp_path, "sharded", devices=2, batch_size=16, lr=0.0, extra=EPOCH, bank="ShardedMemoryBank"
-    )
+    runs = {}
+    for name, bank in (("replicated", "ReplicatedMemoryBank"), ("sharded", "ShardedMemoryBank")):
+        # the bank callback too: warm start, a budgeted refresh every 2 steps and the Parquet export
+        callback = tmp_path / f"{name}-callback.yaml"
+        callback.write_text(BANK_CALLBACK.replace("OUT", str(tmp_path / name / "export")))
+        runs[name] = _fit(tmp_path, name, 2, 16, 0.0, [*EPOCH, "-c", str(callback)], bank=bank)
+    (rep, rep_metrics), (shard, shard_metrics) = runs["replicated"], runs["sharded"]
+    exports = [pq.read_table(tmp_path / name / "export" / "memory_bank.parquet") for name in runs]
+    assert exports[0].equals(exports[1]) and all(exports[0]["written"].to_pylist())  # warm start: every document
     assert shard[0]["table"].shape == (200, 128) and rep[0]["table"].shape == (400, 128)  # 1/W per rank
     assert int(rep[0]["written_mask"].sum()) > 0
     for name in ("table", "written_mask", "last_write"):
