@@ -15,6 +15,14 @@ import torch
 
 from lemur.data.synth import PRESETS, generate
 
+
+def _failure(stderr: str) -> str:
+    """What a failed 2-process run printed: every rank's error lines (the other rank's are often far above
+    the tail, which only says that its peer closed the connection), then the tail."""
+    lines = [line for line in stderr.splitlines() if "Error" in line or "error:" in line or "lemur:" in line]
+    return "\n".join(lines[-30:]) + "\n---- tail ----\n" + stderr[-3000:]
+
+
 REPO = Path(__file__).resolve().parents[2]
 
 BANK = """
@@ -82,7 +90,7 @@ def _fit(
         "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "plugins"), os.environ.get("PYTHONPATH", "")]),
     }
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.returncode == 0, _failure(done.stderr)
     banks = [torch.load(out / f"bank-rank{r}.pt") for r in range(devices)]
     banks[0]["global"] = torch.load(out / "bank-global.pt")
     metrics = [json.loads((out / f"metrics-rank{r}.json").read_text()) for r in range(devices)]
@@ -195,5 +203,5 @@ def test_contributing_examples_train_under_ddp(tmp_path: Path) -> None:
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "examples"), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.returncode == 0, _failure(done.stderr)
     assert "max_steps=2` reached" in done.stderr
