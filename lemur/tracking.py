@@ -30,12 +30,14 @@ def _quiet_store_errors():
     """MLflow's SQL store logs every database error with a full traceback before raising it; the
     caller here reports the failure once, in one line, so that log is held back meanwhile."""
     store_logger = logging.getLogger("mlflow.store.db.utils")
-    level = store_logger.level
-    store_logger.setLevel(logging.CRITICAL)
+    # `disabled`, not setLevel: setLevel clears the level cache of every logger, and this runs each
+    # time the progress bar reads the run (every step; benchmarks/framework_overhead.py profiled it).
+    was = store_logger.disabled
+    store_logger.disabled = True
     try:
         yield
     finally:
-        store_logger.setLevel(level)
+        store_logger.disabled = was
 
 
 class _NullClient:
