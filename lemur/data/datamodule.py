@@ -81,11 +81,16 @@ class HistoryConfig:
     """Most recent clicks in the short sequence (a paper gap; 16 by default)."""
     long_len: int = 128
     """Clicks in the long sequence (the paper goes up to 1,000)."""
+    impressions_len: int = 0
+    """Most recent earlier *impressions* (clicked or not) in a third sequence, with their labels: batch
+    keys ``hist_imp``, ``hist_imp_label`` (1 = clicked) and ``hist_imp_mask``. Not in the LEMUR paper;
+    read by a plug-in such as ``lemur.contrib.ImpressionHistoryToken``. 0 = not built."""
 
     def __post_init__(self) -> None:
-        if self.short_len < 0 or self.long_len < 0:
+        if self.short_len < 0 or self.long_len < 0 or self.impressions_len < 0:
             raise ValueError(
-                f"HistoryConfig: lengths must be >= 0, got short_len={self.short_len}, long_len={self.long_len}"
+                f"HistoryConfig: lengths must be >= 0, got short_len={self.short_len}, long_len={self.long_len}, "
+                f"impressions_len={self.impressions_len}"
             )
         if self.short_len > self.long_len:
             raise ValueError(f"HistoryConfig.short_len ({self.short_len}) must be <= long_len ({self.long_len})")
@@ -173,6 +178,7 @@ class _Store:
     doc_ids: np.ndarray
     history: HistoryIndex
     history_config: HistoryConfig
+    impressions: HistoryIndex | None
     label: np.ndarray
     user_id: np.ndarray
     session_id: np.ndarray
@@ -220,6 +226,13 @@ class _Store:
             "cat": torch.from_numpy(self.cat[rows]),
             "dense": torch.from_numpy(self.dense[rows]),
         }
+        if self.impressions is not None:
+            items, mask = self.impressions.gather(rows, self.history_config.impressions_len)
+            labels = self.impressions.gather_labels(rows, self.history_config.impressions_len)
+            width = max(int(mask.sum(1).max()), 1) if mask.shape[1] else 0
+            out["hist_imp"] = torch.from_numpy(np.ascontiguousarray(items[:, :width]))
+            out["hist_imp_label"] = torch.from_numpy(np.ascontiguousarray(labels[:, :width]))
+            out["hist_imp_mask"] = torch.from_numpy(np.ascontiguousarray(mask[:, :width]))
         return out
 
     def _images(self, doc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -261,7 +274,7 @@ class LemurDataModule(L.LightningDataModule):
         batch_size: rows per batch (train; eval uses ``eval_batch_size``).
         num_workers: DataLoader worker processes (images are decoded there).
         val_days / test_days: how many final days are held out for validation / test.
-        history: lengths of the short and long history sequences.
+        history: lengths of the short and long history sequences (and of the optional impression sequence).
         tokenizer: tokenizer and per-field token budgets.
         image_size: decode cover images to this square size; None = no images in batches.
     """
@@ -406,6 +419,15 @@ class LemurDataModule(L.LightningDataModule):
                 events["user_id"].to_numpy(), events["timestamp"].to_numpy(), doc_index, events["label"].to_numpy()
             ),
             history_config=self.history_config,
+            impressions=HistoryIndex.build(
+                events["user_id"].to_numpy(),
+                events["timestamp"].to_numpy(),
+                doc_index,
+                events["label"].to_numpy(),
+                impressions=True,
+            )
+            if self.history_config.impressions_len
+            else None,
             label=events["label"].to_numpy(),
             user_id=events["user_id"].to_numpy().astype(np.int64),
             session_id=events["session_id"].to_numpy().astype(np.int64),

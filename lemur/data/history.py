@@ -2,7 +2,9 @@
 
 A row's history is the list of documents its user clicked in events whose
 ``timestamp`` is strictly smaller than the row's own. Rows of one session share a
-timestamp, so clicks of the current session never leak into its own rows.
+timestamp, so clicks of the current session never leak into its own rows. An
+*impression* history (``impressions=True``) holds every earlier event of the user,
+clicked or not, with its label.
 
 Built once with a few sorts (no per-row Python), then gathered per batch with one
 vectorised ``take``: the cost of a batch does not depend on the history length in
@@ -21,30 +23,43 @@ import numpy as np
 class HistoryIndex:
     """Offsets into one array of clicked documents grouped by user, oldest to newest.
 
-    ``clicked[start[r]:end[r]]`` are the documents row ``r``'s user clicked before the row.
+    ``clicked[start[r]:end[r]]`` are the documents row ``r``'s user clicked before the row (with
+    ``impressions``: every document shown to the user before the row, and ``labels`` their labels).
     """
 
-    clicked: np.ndarray  # int64 [n_clicks] dense document indices
+    clicked: np.ndarray  # int64 [n_items] dense document indices
     start: np.ndarray  # int64 [n_rows]
     end: np.ndarray  # int64 [n_rows]
+    labels: np.ndarray | None = None  # int64 [n_items], only for an impression index
 
     @classmethod
     def build(
-        cls, user_id: np.ndarray, timestamp: np.ndarray, doc_index: np.ndarray, label: np.ndarray
+        cls,
+        user_id: np.ndarray,
+        timestamp: np.ndarray,
+        doc_index: np.ndarray,
+        label: np.ndarray,
+        impressions: bool = False,
     ) -> HistoryIndex:
-        """Index the clicks of an events table (arrays of equal length, any row order)."""
+        """Index the clicks (or, with ``impressions``, all events and their labels) of an events
+        table (arrays of equal length, any row order)."""
         _, user_rank = np.unique(user_id, return_inverse=True)
         _, time_rank = np.unique(timestamp, return_inverse=True)
         n_times = int(time_rank.max()) + 1 if len(time_rank) else 1
         # One int64 key that sorts by (user, time); ranks keep it far from overflow.
         key = user_rank.astype(np.int64) * n_times + time_rank.astype(np.int64)
-        clicks = np.flatnonzero(label == 1)
-        order = clicks[np.argsort(key[clicks], kind="stable")]
+        events = np.arange(len(label)) if impressions else np.flatnonzero(label == 1)
+        order = events[np.argsort(key[events], kind="stable")]
         click_key = key[order]
         # 'left' = first click with a key >= the row's key: only strictly earlier times count.
         end = np.searchsorted(click_key, key, side="left")
         start = np.searchsorted(click_key, user_rank.astype(np.int64) * n_times, side="left")
-        return cls(clicked=doc_index[order].astype(np.int64), start=start.astype(np.int64), end=end.astype(np.int64))
+        return cls(
+            clicked=doc_index[order].astype(np.int64),
+            start=start.astype(np.int64),
+            end=end.astype(np.int64),
+            labels=np.asarray(label)[order].astype(np.int64) if impressions else None,
+        )
 
     def lengths(self, rows: np.ndarray) -> np.ndarray:
         """Full history length (before truncation) of each row."""
@@ -61,3 +76,14 @@ class HistoryIndex:
         mask = idx >= self.start[rows][:, None]
         items = self.clicked[np.where(mask, idx, 0)] if len(self.clicked) else np.zeros(idx.shape, np.int64)
         return np.where(mask, items, pad), mask
+
+    def gather_labels(self, rows: np.ndarray, max_len: int) -> np.ndarray:
+        """The labels ``[B, max_len]`` int64 of what :meth:`gather` returns (0 on padding); needs an
+        index built with ``impressions=True``."""
+        if self.labels is None:
+            raise ValueError("HistoryIndex.gather_labels: this index holds clicks only (built without impressions)")
+        end = self.end[rows][:, None]
+        idx = end - 1 - np.arange(max_len, dtype=np.int64)[None, :]
+        mask = idx >= self.start[rows][:, None]
+        labels = self.labels[np.where(mask, idx, 0)] if len(self.labels) else np.zeros(idx.shape, np.int64)
+        return np.where(mask, labels, 0)

@@ -1,4 +1,5 @@
-"""The contracts of a ranking backbone and of an extra logit term (the ranker's second extension point)."""
+"""The contracts of a ranking backbone and of the ranker's extension points on the ranking side: an extra
+logit term and an extra feature token."""
 
 from __future__ import annotations
 
@@ -54,6 +55,30 @@ class LogitTerm(nn.Module, abc.ABC):
     def validate(self, ranker: LemurRanker, key: str) -> None:
         """Raise ``ValueError`` (naming ``key``, e.g. ``model.logit_terms[0]``) if ``ranker`` lacks
         what this term needs. Called at the end of ``LemurRanker.__init__``; the default accepts any."""
+
+    @abc.abstractmethod
+    def forward(
+        self, ranker: LemurRanker, batch: dict[str, torch.Tensor], content: dict[str, torch.Tensor]
+    ) -> torch.Tensor: ...
+
+
+class FeatureToken(nn.Module, abc.ABC):
+    """One extra feature token handed to the backbone by ``LemurRanker`` (``model.extra_tokens``).
+
+    ``forward(ranker, batch, content) -> [B, token_dim]``, with the same arguments as
+    :class:`LogitTerm`; the token joins the ID, content and history tokens, so the backbone mixes
+    it with them (a ``LogitTerm`` only adds to the final logit). ``token_dim`` is the ranker's
+    ``features.token_dim``: a recipe passes it by interpolation,
+    ``token_dim: ${model.init_args.features.token_dim}``, and the ranker checks it at start-up.
+
+    Override :meth:`validate` to check at start-up that the ranker has what the token needs.
+    """
+
+    token_dim: int
+
+    def validate(self, ranker: LemurRanker, key: str) -> None:
+        """Raise ``ValueError`` (naming ``key``, e.g. ``model.extra_tokens[0]``) if ``ranker`` lacks
+        what this token needs. Called at the end of ``LemurRanker.__init__``; the default accepts any."""
 
     @abc.abstractmethod
     def forward(

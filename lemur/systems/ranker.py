@@ -8,9 +8,10 @@ Data flow of one training row (see docs/architecture.md)::
     history IDs --bank read (no grad) | ID embedding--> items            │     --> BCE + lambda * SQDC(q, d)
          --short/long decoder(global token)--> ; cos(d, items) raw+sorted -┘         + sum_k w_k * aux_loss_k
 
-Everything the paper has is a constructor argument; anything else plugs in through the two
-extension points, ``aux_losses`` (``lemur.losses.AuxiliaryLoss``) and ``logit_terms``
-(``lemur.ranking.LogitTerm``), as ``lemur.contrib`` does.
+Everything the paper has is a constructor argument; anything else plugs in through the three
+extension points, ``aux_losses`` (``lemur.losses.AuxiliaryLoss``), ``logit_terms``
+(``lemur.ranking.LogitTerm``) and ``extra_tokens`` (``lemur.ranking.FeatureToken``), as
+``lemur.contrib`` does.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from lemur.encoders.base import TextEncoder
 from lemur.encoders.document import DocumentEncoder
 from lemur.losses import AuxiliaryLoss, SQDCLoss
 from lemur.memory.base import MemoryBank
-from lemur.ranking.base import Backbone, LogitTerm
+from lemur.ranking.base import Backbone, FeatureToken, LogitTerm
 from lemur.ranking.features import FeatureConfig, IdFeatures
 from lemur.sequence.base import SequenceDecoder
 from lemur.sequence.similarity import CosineSimilarityFeatures
@@ -139,6 +140,8 @@ class LemurRanker(RankingSystem):
         aux_losses: extra weighted losses (``AuxiliaryLoss``), e.g. ``lemur.losses.CICLoss`` (paper
             Table 5, "+CIC"): ``L += weight * loss(self, batch, content)``, logged as ``train/<name>``.
         logit_terms: extra ``LogitTerm`` s added to the backbone's logit: ``term(self, batch, content) -> [B]``.
+        extra_tokens: extra ``FeatureToken`` s, each one more backbone input token:
+            ``token(self, batch, content) -> [B, token_dim]``.
         encoder_training: ``stop_gradient`` (paper Table 5) and the encoders' own lr / weight decay.
         freeze_encoders: keep the encoders fixed (no gradient, eval mode): the second stage of
             the two-stage baseline.
@@ -166,6 +169,7 @@ class LemurRanker(RankingSystem):
         sqdc_weight: float = 0.1,
         aux_losses: Sequence[AuxiliaryLoss] = (),
         logit_terms: Sequence[LogitTerm] = (),
+        extra_tokens: Sequence[FeatureToken] = (),
         encoder_training: EncoderTraining = EncoderTraining(),
         freeze_encoders: bool = False,
         encoder_checkpoint: str | None = None,
@@ -213,6 +217,7 @@ class LemurRanker(RankingSystem):
             + (doc_encoder is not None)
             + len(self.histories)
             + (similarity is not None)
+            + len(extra_tokens)
         )
         self.backbone = backbone(num_tokens, d)
         self.bank_stats: dict[str, torch.Tensor] = {}
@@ -240,6 +245,7 @@ class LemurRanker(RankingSystem):
                 if module is not None:
                     module.requires_grad_(False)
         self.aux_losses, self.logit_terms = nn.ModuleList(aux_losses), nn.ModuleList(logit_terms)
+        self.extra_tokens = nn.ModuleList(extra_tokens)
         self._check_extensions()
         if compile:
             for module in (query_encoder, doc_encoder, self.backbone):
@@ -252,11 +258,18 @@ class LemurRanker(RankingSystem):
         for key, items, base in (
             ("aux_losses", self.aux_losses, AuxiliaryLoss),
             ("logit_terms", self.logit_terms, LogitTerm),
+            ("extra_tokens", self.extra_tokens, FeatureToken),
         ):
             for i, item in enumerate(items):
                 if not isinstance(item, base):
                     raise ValueError(
                         f"model.{key}[{i}] must be a {base.__module__}.{base.__name__}, got {type(item).__name__}"
+                    )
+                if key == "extra_tokens" and getattr(item, "token_dim", None) != self.token_dim:
+                    raise ValueError(
+                        f"model.extra_tokens[{i}]: {type(item).__name__} token_dim={getattr(item, 'token_dim', None)} "
+                        f"must equal model.features.token_dim={self.token_dim} "
+                        "(write token_dim: ${model.init_args.features.token_dim})"
                     )
                 item.validate(self, f"model.{key}[{i}]")
         for i, aux in enumerate(self.aux_losses):
@@ -351,10 +364,16 @@ class LemurRanker(RankingSystem):
         if stage == "fit" and self.encoder_checkpoint:
             load_encoders(self, self.encoder_checkpoint)
         elif stage == "fit" and self.freeze_encoders:
-            rank_zero_warn(
-                "model.freeze_encoders is set but model.encoder_checkpoint is not: "
-                "the frozen encoders keep their random init"
-            )
+            untrained = [
+                name
+                for name in ("query_encoder", "doc_encoder")
+                if getattr(self, name) is not None and not getattr(getattr(self, name), "pretrained", False)
+            ]
+            if untrained:  # a pretrained encoder (HFTextEncoder, ...) frozen as loaded is a two-stage baseline
+                rank_zero_warn(
+                    "model.freeze_encoders is set but model.encoder_checkpoint is not: the frozen "
+                    f"{' and '.join(untrained)} (not pretrained) keep their random init"
+                )
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         num_docs = getattr(datamodule, "num_docs", None)
         vocab_size = getattr(datamodule, "vocab_size", None)
@@ -435,6 +454,9 @@ class LemurRanker(RankingSystem):
         if self.similarity is not None:
             _, _, mask, vectors = histories["long"]
             extra.append(self.similarity_proj(self.similarity(content["doc"], vectors, mask[:, : vectors.shape[1]])))
+        for i, token in enumerate(self.extra_tokens):
+            extra.append(check_output(token(self, batch, content), f"model.extra_tokens[{i}]", token, "FeatureToken",
+                                      (len(tokens), self.token_dim), "[B, token_dim]"))
         if extra:
             tokens = torch.cat([tokens, torch.stack(extra, dim=1)], dim=1)
         return tokens

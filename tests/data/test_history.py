@@ -164,3 +164,84 @@ def test_datamodule_batches_hold_only_earlier_clicks(handmade_dataset: Path, spl
         np.testing.assert_array_equal(batch["hist_short"][k].numpy(), hist[k, :short_len])
     if split != "train":
         assert seen > 0, "the check is vacuous: no history at all"
+
+
+# ------------------------------------------------------------------------------ impression histories
+def brute_force_impressions(user, ts, doc, label, row: int) -> list[tuple[int, int]]:
+    """Every earlier event (clicked or not) of ``row``'s user, most recent first, as (doc, label)."""
+    earlier = [j for j in range(len(user)) if user[j] == user[row] and ts[j] < ts[row]]
+    earlier.sort(key=lambda j: (ts[j], j), reverse=True)
+    return [(int(doc[j]), int(label[j])) for j in earlier]
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("max_len", [0, 1, 5, 1000])
+def test_impressions_match_brute_force(seed: int, max_len: int) -> None:
+    user, ts, doc, label, _ = random_events(seed, click_rate=0.4)
+    index = HistoryIndex.build(user, ts, doc, label, impressions=True)
+    rows = np.arange(len(user))
+    items, mask = index.gather(rows, max_len, pad=-3)
+    labels = index.gather_labels(rows, max_len)
+    assert labels.shape == items.shape and labels.dtype == np.int64
+    for r in rows:
+        full = brute_force_impressions(user, ts, doc, label, r)
+        expected = full[:max_len]
+        n = len(expected)
+        assert index.lengths(np.array([r]))[0] == len(full)
+        assert list(zip(items[r, :n].tolist(), labels[r, :n].tolist())) == expected, f"row {r}"
+        assert mask[r, :n].all() and not mask[r, n:].any()
+        assert (items[r, n:] == -3).all() and (labels[r, n:] == 0).all()
+    if max_len:
+        assert (labels[mask] == 0).any() and (labels[mask] == 1).any(), "vacuous: need both labels in histories"
+
+
+def test_impressions_never_leak_the_row_or_its_session() -> None:
+    user, ts, doc, label, session = random_events(7, click_rate=0.5)
+    doc = np.arange(len(user), dtype=np.int64) + 100  # a document identifies its row
+    index = HistoryIndex.build(user, ts, doc, label, impressions=True)
+    items, mask = index.gather(np.arange(len(user)), 10_000)
+    labels = index.gather_labels(np.arange(len(user)), 10_000)
+    for r in range(len(user)):
+        for d, lab in zip(items[r][mask[r]].tolist(), labels[r][mask[r]].tolist()):
+            j = d - 100
+            assert user[j] == user[r] and ts[j] < ts[r] and session[j] != session[r]
+            assert lab == label[j], "an impression carries another event's label"
+
+
+def test_click_index_has_no_labels() -> None:
+    user, ts, doc, label, _ = random_events(1)
+    with pytest.raises(ValueError, match="clicks only"):
+        HistoryIndex.build(user, ts, doc, label).gather_labels(np.arange(3), 4)
+
+
+def test_impressions_len_must_be_non_negative() -> None:
+    with pytest.raises(ValueError, match="impressions_len=-1"):
+        HistoryConfig(impressions_len=-1)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_datamodule_impression_batches(handmade_dataset: Path, split: str) -> None:
+    import pyarrow.parquet as pq
+
+    dm = LemurDataModule(
+        root=str(handmade_dataset), batch_size=16, num_workers=0, history=HistoryConfig(impressions_len=6)
+    )
+    dm.setup("fit")
+    docs = pq.read_table(handmade_dataset / "docs.parquet")
+    ev = pq.read_table(handmade_dataset / "events.parquet").to_pydict()
+    dense_of = {d: i for i, d in enumerate(docs["doc_id"].to_pylist())}
+    user, ts, label = np.array(ev["user_id"]), np.array(ev["timestamp"]), np.array(ev["label"])
+    doc = np.array([dense_of[d] for d in ev["doc_id"]])
+    rows = dm.splits[split]
+    batch = dm.store.batch(rows)
+    items, labels, mask = (batch[k].numpy() for k in ("hist_imp", "hist_imp_label", "hist_imp_mask"))
+    assert items.shape == labels.shape == mask.shape and items.shape[1] <= 6
+    seen = 0
+    for k, r in enumerate(rows):
+        expected = brute_force_impressions(user, ts, doc, label, r)[:6]
+        assert list(zip(items[k][mask[k]].tolist(), labels[k][mask[k]].tolist())) == expected, f"row {r}"
+        seen += len(expected)
+    assert seen > 0
+    plain = LemurDataModule(root=str(handmade_dataset), batch_size=16, num_workers=0)
+    plain.setup("fit")
+    assert "hist_imp" not in plain.store.batch(rows[:4])  # not built unless asked for
