@@ -14,7 +14,8 @@
    labels) and row-weighted (lemur's ``test/gauc``), QAUC (per one-hour session), AUC on cold-start movies
    (test rows whose movie is absent from the training days) and users, and each variant's difference from
    ``id_only`` with the 95% paired-bootstrap interval pooled over seeds (``lemur.metrics.bootstrap``: rows
-   for AUC, users for GAUC, sessions for QAUC; a baseline is paired with each ``id_only`` seed);
+   for AUC, users for GAUC, sessions for QAUC; a baseline is paired with each ``id_only`` seed), and
+   end-to-end minus two-stage (``CONTRASTS``) the same way;
 5. writes ``benchmarks/results/movielens-100k-<date>-cpu.{json,csv,md,png}`` (one CSV row per variant).
 
     python benchmarks/movielens.py                       # everything (hours on a 2-core CPU)
@@ -54,7 +55,9 @@ SUITE = REPO / "recipes" / "suites" / "movielens_100k.yaml"
 DATA = REPO / "data" / "movielens-100k"
 REFERENCE = "id_only"
 BASELINES = ("popularity", "logreg_ids")
-VARIANT_ORDER = (*BASELINES, "id_only", "two_stage", "end_to_end")
+VARIANT_ORDER = (*BASELINES, "id_only", "two_stage_minilm", "end_to_end_minilm", "two_stage", "end_to_end")
+CONTRASTS = (("end_to_end_minilm", "two_stage_minilm"), ("end_to_end", "two_stage"))
+"""Pairs of neural variants also compared directly (the first minus the second, paired by seed)."""
 COLUMNS = ("label", "user_id", "doc_id", "session_id", "is_new_doc")
 POPULARITY_STRENGTHS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 """Grid of the pseudo-count ``a`` of :func:`popularity_scores`."""
@@ -403,6 +406,19 @@ def summarize(
     return out
 
 
+def contrasts(runs: dict[str, dict[int, dict]], split: dict, n_resamples: int = 1000) -> list[dict]:
+    """``CONTRASTS`` whose two variants both have runs: the first minus the second, paired by seed, with
+    the intervals of :func:`deltas`."""
+    out = []
+    for name, other in CONTRASTS:
+        seeds = sorted(set(runs.get(name, {})) & set(runs.get(other, {})))
+        if seeds:
+            pairs = ([runs[name][s] for s in seeds], [runs[other][s] for s in seeds])
+            row = deltas(*pairs, split["cold_item"], split["cold_user"], n_resamples=n_resamples)
+            out.append({"variant": name, "reference": other, "delta_seeds": seeds, **row})
+    return out
+
+
 # ------------------------------------------------------------------------------------ report
 LABELS = {
     "auc": "AUC",
@@ -455,6 +471,7 @@ def write_report(
     stem: Path,
     data_info: dict,
     n_resamples: int = 1000,
+    pairs: Sequence[dict] = (),
 ) -> None:
     test = split["test"]
     cold_item, cold_user = split["cold_item"], split["cold_user"]
@@ -475,6 +492,7 @@ def write_report(
         "reference": REFERENCE,
         "bootstrap": {"resamples": n_resamples, "confidence": 0.95, "method": "lemur.metrics.bootstrap.paired_delta"},
         "summary": summary,
+        "contrasts": list(pairs),
         "runs": rows,
     }
     facts = payload["split"]
@@ -544,6 +562,18 @@ def write_report(
         cells = [fmt_ci(s[f"{k}_delta"], s[f"{k}_delta_ci_low"], s[f"{k}_delta_ci_high"]) for k in DELTA_METRICS]
         seeds = " ".join(map(str, s["delta_seeds"])) or "n/a"
         lines.append(f"| {s['variant']} | {seeds} | " + " | ".join(cells) + " |")
+    if pairs:
+        lines += [
+            "",
+            "End-to-end minus two-stage (frozen encoders), paired seed by seed over the same test rows:",
+            "",
+            "| variant | minus | paired seeds | " + " | ".join(LABELS[k] for k in DELTA_METRICS) + " |",
+            "|---|---|---|" + "---|" * len(DELTA_METRICS),
+        ]
+        for c in pairs:
+            cells = [fmt_ci(c[f"{k}_delta"], c[f"{k}_delta_ci_low"], c[f"{k}_delta_ci_high"]) for k in DELTA_METRICS]
+            seeds = " ".join(map(str, c["delta_seeds"]))
+            lines.append(f"| {c['variant']} | {c['reference']} | {seeds} | " + " | ".join(cells) + " |")
     reading = verdict(summary)
     if reading:
         lines += ["", f"Does `{REFERENCE}` beat the baselines?", "", *reading]
@@ -669,7 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     stem.parent.mkdir(parents=True, exist_ok=True)
     info = DATA / "movielens.json"
     data_info = json.loads(info.read_text()) if info.exists() else {}
-    write_report(rows, summary, fitted, split, epochs, stem, data_info, n_resamples=args.resamples)
+    pairs = contrasts(runs, split, n_resamples=args.resamples)
+    write_report(rows, summary, fitted, split, epochs, stem, data_info, n_resamples=args.resamples, pairs=pairs)
     print(stem.with_suffix(".md").read_text())
     return 0 if rows else 1
 

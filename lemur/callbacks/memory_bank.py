@@ -114,17 +114,22 @@ class MemoryBankCallback(L.Callback):
             from tqdm.auto import tqdm
 
             progress = tqdm(total=len(doc_index), desc=desc, unit="doc")
-        for chunk in mine:  # one collective write per chunk on every rank, even when a rank's share is empty
-            vectors = torch.zeros(0, bank.dim, device=pl_module.device)
-            ids = torch.zeros(0, dtype=torch.long, device=pl_module.device)
-            if len(chunk):
-                batch = {k: v.to(pl_module.device) for k, v in next(batches).items()}
-                vectors, ids = pl_module.document_vectors(batch), batch["doc_index"]
-            stats = bank.write(ids, vectors, step=trainer.global_step)
-            if int(stats.replaced):
-                stale.append(float(stats.staleness))
-            if progress is not None:
-                progress.update(len(chunk) * world)
+        training = pl_module.training
+        pl_module.eval()  # encode as at evaluation (no dropout), also when refreshing in the middle of training
+        try:
+            for chunk in mine:  # one collective write per chunk on every rank, even when a rank's share is empty
+                vectors = torch.zeros(0, bank.dim, device=pl_module.device)
+                ids = torch.zeros(0, dtype=torch.long, device=pl_module.device)
+                if len(chunk):
+                    batch = {k: v.to(pl_module.device) for k, v in next(batches).items()}
+                    vectors, ids = pl_module.document_vectors(batch), batch["doc_index"]
+                stats = bank.write(ids, vectors, step=trainer.global_step)
+                if int(stats.replaced):
+                    stale.append(float(stats.staleness))
+                if progress is not None:
+                    progress.update(len(chunk) * world)
+        finally:
+            pl_module.train(training)
         if progress is not None:
             progress.close()
         return stale

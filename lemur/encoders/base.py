@@ -16,6 +16,9 @@ class TextEncoder(nn.Module, abc.ABC):
     """
 
     out_dim: int
+    pretrained: bool = False
+    """True when the weights come from a pretrained checkpoint (not a random init), so freezing the
+    encoder without a lemur checkpoint (``model.encoder_checkpoint``) is meaningful."""
 
     @abc.abstractmethod
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor, types: torch.Tensor | None = None) -> torch.Tensor: ...
@@ -25,6 +28,9 @@ class ImageEncoder(nn.Module, abc.ABC):
     """``forward(images [B, 3, H, W] float) -> [B, out_dim]``."""
 
     out_dim: int
+    pretrained: bool = False
+    """True when the weights come from a pretrained checkpoint (not a random init), so freezing the
+    encoder without a lemur checkpoint (``model.encoder_checkpoint``) is meaningful."""
 
     @abc.abstractmethod
     def forward(self, images: torch.Tensor) -> torch.Tensor: ...

@@ -44,6 +44,13 @@ class DocumentEncoder(nn.Module):
         self.missing_image = nn.Parameter(torch.zeros(modalities["image"].out_dim)) if "image" in modalities else None
         self.fuse = nn.Identity() if (len(modalities) == 1 and width == out_dim) else nn.Linear(width, out_dim)
 
+    @property
+    def pretrained(self) -> bool:
+        """True when every modality encoder is ``pretrained`` (its weights come from a pretrained
+        checkpoint). The fusion Linear, when there is one (several modalities, or a width that differs
+        from ``out_dim``), still starts random."""
+        return all(getattr(enc, "pretrained", False) for enc in self.modalities.values())
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = []
         for name, enc in self.modalities.items():

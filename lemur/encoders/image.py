@@ -73,6 +73,7 @@ class TimmImageEncoder(ImageEncoder):
             raise ValueError(f"TimmImageEncoder.model_name: timm has no model {model_name!r} ({err})") from err
         if weights is not None:
             self._load(weights)
+        self.pretrained = weights is not None  # loaded weights: the ImageEncoder.pretrained flag
         if freeze:
             self.backbone.requires_grad_(False)
         self.proj = nn.Linear(self.backbone.num_features, out_dim)

@@ -219,11 +219,13 @@ def test_report_from_finished_runs(bench, tmp_path: Path, monkeypatch) -> None:
     suite = yaml.safe_load((REPO / "recipes" / "suites" / "movielens_100k.yaml").read_text())
     out = tmp_path / "suite"
     rng = np.random.default_rng(1)
-    # id_only: 2 seeds with the suite's test_predictions.parquet; end_to_end: an older run with only lemur
-    # predict's predictions.parquet (no is_new_doc), rows shuffled; two_stage never finished
+    # id_only: 2 seeds with the suite's test_predictions.parquet; end_to_end_minilm: an older run with only
+    # lemur predict's predictions.parquet (no is_new_doc), rows shuffled; two_stage_minilm: seed 0 finished
+    # (uninformative on cold items), seed 1 a smoke run
     for variant, seeds, stages, quality, file in (
         ("id_only", (0, 1), ["fit"], 0.0, "test_predictions.parquet"),
-        ("end_to_end", (0,), ["fit"], 1.0, "predictions.parquet"),
+        ("end_to_end_minilm", (0,), ["fit"], 1.0, "predictions.parquet"),
+        ("two_stage_minilm", (0,), ["fit"], 0.0, "test_predictions.parquet"),
     ):
         for seed in seeds:
             for stage in stages:
@@ -250,32 +252,46 @@ def test_report_from_finished_runs(bench, tmp_path: Path, monkeypatch) -> None:
                 columns["is_new_doc"] = cold
             order = rng.permutation(len(label))
             pq.write_table(pa.table(columns).take(order), out / variant / f"seed{seed}" / stages[-1] / file)
-    smoke = out / "two_stage" / "seed0" / "rank"  # a smoke run that tested 2 batches: left out
+    smoke = out / "two_stage_minilm" / "seed1" / "fit"  # a smoke run that tested 2 batches: left out
     smoke.mkdir(parents=True)
     (smoke / "metrics.json").write_text(json.dumps({"status": "tested"}))
     pq.write_table(pa.table({**columns, "is_new_doc": cold}).slice(0, 5), smoke / "test_predictions.parquet")
 
     rows, runs = bench.collect(out, suite, split, env={})
-    assert {(r["variant"], r["seed"]) for r in rows} == {("id_only", 0), ("id_only", 1), ("end_to_end", 0)}
+    assert {(r["variant"], r["seed"]) for r in rows} == {
+        ("id_only", 0),
+        ("id_only", 1),
+        ("end_to_end_minilm", 0),
+        ("two_stage_minilm", 0),
+    }
     by = {r["variant"]: r for r in rows}
-    assert by["end_to_end"]["auc_cold_item"] == pytest.approx(1.0) and by["id_only"]["auc_cold_item"] == 0.5
+    assert by["end_to_end_minilm"]["auc_cold_item"] == pytest.approx(1.0) and by["id_only"]["auc_cold_item"] == 0.5
     assert by["id_only"]["logged_test_auc"] == 0.7 and math.isnan(by["id_only"]["auc_cold_user"])
     fitted = bench.baselines(split)
     summary = bench.summarize(rows, runs, fitted, split, n_resamples=100)
-    assert [s["variant"] for s in summary] == ["popularity", "logreg_ids", "id_only", "end_to_end"]
-    e2e = {s["variant"]: s for s in summary}["end_to_end"]
+    names = ["popularity", "logreg_ids", "id_only", "two_stage_minilm", "end_to_end_minilm"]
+    assert [s["variant"] for s in summary] == names
+    e2e = {s["variant"]: s for s in summary}["end_to_end_minilm"]
     assert e2e["delta_seeds"] == [0] and e2e["auc_cold_item_delta"] == pytest.approx(0.5)
     assert e2e["auc_cold_item_delta_ci_low"] <= 0.5 <= e2e["auc_cold_item_delta_ci_high"]
-    bench.write_report(rows, summary, fitted, split, 1, tmp_path / "report", {})
+    # end-to-end minus two-stage, paired by seed (0 only: two_stage_minilm seed 1 was left out)
+    pairs = bench.contrasts(runs, split, n_resamples=100)
+    assert [(c["variant"], c["reference"], c["delta_seeds"]) for c in pairs] == [
+        ("end_to_end_minilm", "two_stage_minilm", [0])
+    ]
+    assert pairs[0]["auc_cold_item_delta"] == pytest.approx(0.5)
+    bench.write_report(rows, summary, fitted, split, 1, tmp_path / "report", {}, pairs=pairs)
     text = (tmp_path / "report.md").read_text()
-    for name in ("popularity", "logreg_ids", "id_only", "end_to_end"):
+    for name in names:
         assert f"| {name} |" in text
-    assert "two_stage" not in text and "cold-item AUC" in text and "Does `id_only` beat the baselines?" in text
+    assert "| end_to_end_minilm | two_stage_minilm | 0 |" in text
+    assert "cold-item AUC" in text and "Does `id_only` beat the baselines?" in text
     assert (tmp_path / "report.png").stat().st_size > 1000
     with open(tmp_path / "report.csv") as f:
         table = list(csv.DictReader(f))
-    assert [r["variant"] for r in table] == ["popularity", "logreg_ids", "id_only", "end_to_end"]
+    assert [r["variant"] for r in table] == names
     for col in ("auc", "gauc_user", "gauc", "qauc", "auc_cold_item"):
         assert {f"{col}_delta", f"{col}_delta_ci_low", f"{col}_delta_ci_high"} <= set(table[0])
     payload = json.loads((tmp_path / "report.json").read_text())
+    assert payload["contrasts"][0]["reference"] == "two_stage_minilm"
     assert payload["summary"][0]["variant"] == "popularity" and payload["baselines"]["popularity"]["param"]["a"] > 0

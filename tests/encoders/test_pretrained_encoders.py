@@ -69,3 +69,106 @@ def test_document_encoder_fuses_text_and_image_and_masks_missing_images() -> Non
         doc({k: v for k, v in batch.items() if not k.startswith("doc_image")})
     with pytest.raises(ValueError, match="unknown modality"):
         DocumentEncoder({"audio": text})
+
+
+@pytest.fixture(scope="module")
+def minilm_tokens() -> tuple[torch.Tensor, torch.Tensor]:
+    tokens = torch.tensor([[101, 7592, 2088, 102], [101, 2088, 102, 0]])
+    return tokens, tokens != 0
+
+
+def test_hf_text_encoder_without_projection_returns_the_pretrained_vector(minilm_tokens) -> None:
+    enc = HFTextEncoder(out_dim=None, freeze=True).eval()
+    assert enc.out_dim == enc.model.config.hidden_size == 384
+    assert isinstance(enc.proj, torch.nn.Identity)
+    assert not any(p.requires_grad for p in enc.parameters())  # nothing but the frozen model
+    tokens, mask = minilm_tokens
+    with torch.no_grad():
+        out = enc(tokens, mask)
+        hidden = enc.model(input_ids=tokens, attention_mask=mask.long()).last_hidden_state
+    assert out.shape == (2, 384)
+    expected = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # MiniLM's own mean pooling
+    torch.testing.assert_close(out, expected)
+    # As a document encoder's only modality at its width, no fusion layer either: the bank gets MiniLM's vectors.
+    doc = DocumentEncoder({"text": enc}, out_dim=384)
+    assert isinstance(doc.fuse, torch.nn.Identity) and doc.out_dim == 384
+    with pytest.raises(ValueError, match="out_dim"):
+        HFTextEncoder(out_dim=0)
+
+
+def test_hf_text_encoder_trains_only_the_top_layers(minilm_tokens) -> None:
+    enc = HFTextEncoder(out_dim=16, trainable_layers=2)
+    assert enc.trainable_layers == 2
+    trainable = {name for name, p in enc.named_parameters() if p.requires_grad}
+    assert trainable, "the top layers and the projection train"
+    assert {"proj.weight", "proj.bias"} <= trainable
+    layers = {int(name.split(".")[3]) for name in trainable if name.startswith("model.encoder.layer.")}
+    assert layers == {4, 5}  # the top 2 of MiniLM's 6
+    assert all(n.startswith(("model.encoder.layer.4.", "model.encoder.layer.5.", "proj.")) for n in trainable)
+    assert not any(p.requires_grad for p in enc.model.embeddings.parameters())
+    assert not any(p.requires_grad for p in enc.model.pooler.parameters())
+    top = dict(enc.model.encoder.layer[5].named_parameters())
+    assert all(p.requires_grad for p in top.values())
+    # Gradients reach exactly the trainable weights.
+    tokens, mask = minilm_tokens
+    enc(tokens, mask).sum().backward()
+    assert all(p.grad is not None for p in enc.parameters() if p.requires_grad)
+    assert all(p.grad is None for p in enc.parameters() if not p.requires_grad)
+    # 0 = only the projection, the layer count = every layer (still not the embeddings), None = everything.
+    assert {n for n, p in HFTextEncoder(out_dim=8, trainable_layers=0).named_parameters() if p.requires_grad} == {
+        "proj.weight",
+        "proj.bias",
+    }
+    every = HFTextEncoder(out_dim=8, trainable_layers=6)
+    assert all(p.requires_grad for p in every.model.encoder.parameters())
+    assert not any(p.requires_grad for p in every.model.embeddings.parameters())
+    assert all(p.requires_grad for p in HFTextEncoder(out_dim=8).parameters())
+
+
+@pytest.mark.parametrize("value", [-1, 7])
+def test_hf_text_encoder_rejects_a_layer_count_the_model_does_not_have(value: int) -> None:
+    with pytest.raises(ValueError, match=rf"HFTextEncoder\.trainable_layers must be between 0 and 6 .*got {value}"):
+        HFTextEncoder(trainable_layers=value)
+
+
+def test_hf_text_encoder_freeze_and_trainable_layers_conflict() -> None:
+    with pytest.raises(ValueError, match="freeze=True .* trainable_layers=2"):
+        HFTextEncoder(freeze=True, trainable_layers=2)
+
+
+def test_pretrained_flags() -> None:
+    scratch = TransformerTextEncoder(num_layers=1, hidden_dim=16, num_heads=2, ffn_dim=32, out_dim=8)
+    minilm = HFTextEncoder(out_dim=8)
+    assert HFTextEncoder.pretrained and minilm.pretrained
+    assert TransformerTextEncoder.pretrained is False and scratch.pretrained is False
+    assert TimmImageEncoder("efficientnet_lite0", weights="packaged", out_dim=8).pretrained
+    random_image = TimmImageEncoder("resnet18", weights=None, out_dim=8)
+    assert random_image.pretrained is False
+    assert DocumentEncoder({"text": minilm}, out_dim=8).pretrained
+    assert not DocumentEncoder({"text": scratch}, out_dim=8).pretrained
+    assert not DocumentEncoder({"text": minilm, "image": random_image}, out_dim=8).pretrained  # all modalities
+
+
+def test_hf_text_encoder_encodes_identical_rows_once_with_the_same_result(minilm_tokens) -> None:
+    enc = HFTextEncoder(out_dim=8).eval()
+    tokens, mask = minilm_tokens
+    repeated, repeated_mask = tokens[[0, 1, 0, 0, 1]], mask[[0, 1, 0, 0, 1]]
+    calls = []
+    hook = enc.model.register_forward_hook(lambda module, args, kwargs_out: calls.append(1))
+    with torch.no_grad():
+        out = enc(repeated, repeated_mask)
+    hook.remove()
+    assert out.shape == (5, 8) and len(calls) == 1
+    with torch.no_grad():
+        separate = torch.cat([enc(tokens[i : i + 1], mask[i : i + 1]) for i in (0, 1, 0, 0, 1)])
+    torch.testing.assert_close(out, separate, atol=1e-5, rtol=1e-5)
+    out = enc(repeated, repeated_mask)
+    out.sum().backward()  # the copies' gradients add up in the one encoded row
+    assert enc.proj.weight.grad is not None
+
+
+def test_frozen_hf_text_encoder_stays_in_eval_mode() -> None:
+    frozen = HFTextEncoder(out_dim=None, freeze=True).train()
+    assert frozen.training and not frozen.model.training  # dropout off: the pretrained vectors as loaded
+    tuned = HFTextEncoder(out_dim=None).train()
+    assert tuned.model.training

@@ -223,3 +223,28 @@ def test_history_items_equal_a_slot_by_slot_projection(batch) -> None:
     torch.testing.assert_close(vectors, model.memory_bank.table[ids[:, :3]])
     reads = torch.bincount(ids[batch["hist_long_mask"]], minlength=40)
     assert torch.equal(model.memory_bank.reads, reads)
+
+
+def test_callback_encodes_in_eval_mode_and_restores_training(datamodule, tmp_path: Path) -> None:
+    """Warm start and mid-training refreshes write evaluation-mode vectors (no dropout), then training goes on
+    in training mode."""
+    model = build(sampling=Sampling(forward=0.2, backward=0.2))
+    modes: list[tuple[bool, bool]] = []
+    encode = model.document_vectors
+
+    def probe(batch):
+        modes.append((model.training, model.doc_encoder.training))
+        return encode(batch)
+
+    model.document_vectors = probe
+    seen_in_steps: list[bool] = []
+
+    class StepProbe(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen_in_steps.append(pl_module.training)
+
+    callback = MemoryBankCallback(warm_start=True, batch_size=16, refresh_every_n_steps=2, refresh_budget=5)
+    _trainer(tmp_path, [callback, StepProbe()], steps=4).fit(model, datamodule=datamodule)
+    assert len(modes) > 3  # the warm start's batches and at least one refresh
+    assert all(m == (False, False) for m in modes), modes
+    assert seen_in_steps and all(seen_in_steps)

@@ -155,9 +155,9 @@ def test_encoder_training_settings_are_checked() -> None:
             EncoderTraining(**{name: -1})
 
 
-def test_the_constructor_holds_the_paper_and_two_extension_points() -> None:
+def test_the_constructor_holds_the_paper_and_three_extension_points() -> None:
     import inspect
 
     params = list(inspect.signature(LemurRanker.__init__).parameters)[1:]
-    assert len(params) <= 20, params
-    assert {"aux_losses", "logit_terms"} <= set(params)
+    assert len(params) <= 21, params
+    assert {"aux_losses", "logit_terms", "extra_tokens"} <= set(params)
