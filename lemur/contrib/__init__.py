@@ -5,7 +5,7 @@ would, so they double as examples of writing one:
 
 * ``AuxiliaryLoss`` (``lemur.losses``, ``model.aux_losses``): :class:`WordBagReconstructionLoss`;
 * ``LogitTerm`` (``lemur.ranking``, ``model.logit_terms``): :class:`HistorySimilarityLogit`,
-  :class:`IdBiasLogit`;
+  :class:`IdBiasLogit`, :class:`PopularityPriorLogit`;
 * ``FeatureToken`` (``lemur.ranking``, ``model.extra_tokens``): :class:`ImpressionHistoryToken`.
 
 Recipes that use them live under ``experiments/<topic>/``, never under ``recipes/``; the measured
@@ -15,6 +15,13 @@ findings are in ``docs/findings.md``.
 from lemur.contrib.history_logit import HistorySimilarityLogit
 from lemur.contrib.id_bias import IdBiasLogit
 from lemur.contrib.impression_history import ImpressionHistoryToken
+from lemur.contrib.popularity_prior import PopularityPriorLogit
 from lemur.contrib.reconstruction import WordBagReconstructionLoss
 
-__all__ = ["HistorySimilarityLogit", "IdBiasLogit", "ImpressionHistoryToken", "WordBagReconstructionLoss"]
+__all__ = [
+    "HistorySimilarityLogit",
+    "IdBiasLogit",
+    "ImpressionHistoryToken",
+    "PopularityPriorLogit",
+    "WordBagReconstructionLoss",
+]

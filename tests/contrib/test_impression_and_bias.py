@@ -137,3 +137,44 @@ def test_id_bias_starts_at_zero_trains_and_leaves_unseen_ids_at_zero(batch) -> N
         IdBiasLogit(user_buckets=0, doc_buckets=0)
     with pytest.raises(ValueError, match="user_buckets must be an int >= 0"):
         IdBiasLogit(user_buckets=-1)
+    with pytest.raises(ValueError, match="scale must be a positive number"):
+        IdBiasLogit(scale=0)
+    scaled = IdBiasLogit(user_buckets=1000, doc_buckets=1000, scale=20.0)
+    scaled.user.weight.data.fill_(0.5)
+    assert torch.allclose(scaled(model, batch, {}), torch.full((len(batch["label"]),), 10.0))
+
+
+def test_popularity_prior_counts_causally_then_leaves_one_out(batch, monkeypatch) -> None:
+    from lemur.contrib import PopularityPriorLogit
+    from lemur.ranking.features import hash_bucket
+
+    term = PopularityPriorLogit(doc_buckets=64, strength=2.0)
+    model = build(logit_terms=[term])
+    model.train()
+    doc = hash_bucket(batch["doc_index"], 64)
+    label = batch["label"].double()
+    # epoch 0, first batch: nothing counted yet, every row gets the neutral rate 1/2 (its own label unseen)
+    first = term(model, batch, {})
+    assert torch.allclose(first, torch.zeros_like(first))
+    clicks = torch.zeros(64, dtype=torch.float64).index_add_(0, doc, label)
+    shown = torch.zeros(64, dtype=torch.float64).index_add_(0, doc, torch.ones_like(label))
+    assert torch.equal(term.clicks, clicks) and torch.equal(term.shown, shown)
+    prior = clicks.sum() / shown.sum()
+    # evaluation: the full counts, no update
+    model.eval()
+    expected = torch.logit((clicks[doc] + 2 * prior) / (shown[doc] + 2)).float()
+    torch.testing.assert_close(term(model, batch, {}), expected)
+    assert torch.equal(term.shown, shown)
+    # a later epoch: counts fixed, each training row's own label and impression left out
+    monkeypatch.setattr(LemurRanker, "current_epoch", property(lambda self: 1))
+    model.train()
+    loo = torch.logit((clicks[doc] - label + 2 * prior) / (shown[doc] - 1 + 2)).float()
+    torch.testing.assert_close(term(model, batch, {}), loo)
+    assert torch.equal(term.shown, shown)
+    # the learned scale trains
+    model.training_step(batch, 0).backward()
+    assert term.scale.grad is not None and term.scale.grad != 0
+    with pytest.raises(ValueError, match="strength must be a positive number"):
+        PopularityPriorLogit(strength=0)
+    with pytest.raises(ValueError, match="doc_buckets must be an int >= 1"):
+        PopularityPriorLogit(doc_buckets=0)
