@@ -18,12 +18,10 @@
    end-to-end minus two-stage (``CONTRASTS``) the same way;
 5. writes ``benchmarks/results/movielens-100k-<date>-cpu.{json,csv,md,png}`` (one CSV row per variant).
 
-    python benchmarks/movielens.py                       # everything (hours on a 2-core CPU)
+    python benchmarks/movielens.py                       # everything (about an hour on a 2-core CPU)
     python benchmarks/movielens.py --only id_only        # the ID-only runs (+ the baselines): minutes each
     python benchmarks/movielens.py --seeds 0             # one seed
     python benchmarks/movielens.py --skip-run            # only baselines + report from finished runs
-    python benchmarks/movielens.py --epochs 3            # 3 epochs per run
-                                                         # (outputs/suites/movielens_100k_3ep, -3ep results)
 """
 
 from __future__ import annotations
@@ -531,7 +529,8 @@ def write_report(
             if lr
             else ""
         ),
-        f"- Neural runs: `lemur fit` for {epochs} epoch{'s' if epochs != 1 else ''} per run, the best checkpoint by "
+        f"- Neural runs: `lemur fit` for up to {epochs} epoch{'s' if epochs != 1 else ''} per run, stopped when val "
+        "AUC has not improved for 3 checks (2 per epoch; `callbacks/early_stopping.yaml`); the best checkpoint by "
         "val AUC scores the test days (`test_predictions.parquet`); the metrics below are recomputed from those "
         "scores (row-weighted GAUC = the run's logged test/gauc).",
         "- GAUC (user avg) = unweighted mean of per-user AUC over users with both labels; GAUC (row-weighted) = "
@@ -643,6 +642,7 @@ def plot(summary: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's 0,1,2)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (passed to lemur run)")
     parser.add_argument(
         "--only", default=None, help="comma-separated variants to train, e.g. id_only (passed to lemur run)"
     )
@@ -653,12 +653,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-run", action="store_true", help="do not train; report the finished runs")
     parser.add_argument("--results", default=str(RESULTS), help="where the results files go")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of each interval")
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        default=None,
-        help="train this many epochs instead of the recipe's (adds -<N>ep to the names)",
-    )
     args = parser.parse_args(argv)
     env = {**os.environ}
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{REPO / 'mlruns.db'}")
@@ -669,21 +663,12 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [n for n in args.only.split(",") if n.strip() and n.strip() not in names]
         if unknown:
             parser.error(f"--only: unknown variant(s) {unknown}; the suite has {sorted(names)}")
-    if args.epochs is not None and args.out == parser.get_default("out"):
-        args.out += f"_{args.epochs}ep"
     if not args.skip_run:
-        cmd = [sys.executable, "-m", "lemur.cli", "run", str(SUITE), "--out", args.out]
+        cmd = [sys.executable, "-m", "lemur.cli", "run", str(SUITE), "--out", args.out, "--jobs", str(args.jobs)]
         if args.seeds:
             cmd += ["--seeds", args.seeds]
         if args.only:
             cmd += ["--only", args.only]
-        if args.epochs is not None:
-            override = Path(args.out) / "epochs.yaml"
-            override.parent.mkdir(parents=True, exist_ok=True)
-            override.write_text(
-                f"# written by benchmarks/movielens.py --epochs\ntrainer:\n  max_epochs: {args.epochs}\n"
-            )
-            cmd += ["--config", str(override)]
         subprocess.run(cmd, check=False, cwd=REPO, env=env)
     base = yaml.safe_load((REPO / suite["base"][0]).read_text())
     split = split_of(base)
@@ -693,9 +678,13 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print("no finished neural runs: the report has the baselines only", file=sys.stderr)
     summary = summarize(rows, runs, fitted, split, n_resamples=args.resamples)
-    epochs = args.epochs if args.epochs is not None else base["trainer"]["max_epochs"]
-    suffix = f"-{args.epochs}ep" if args.epochs is not None else ""
-    stem = Path(args.results) / f"movielens-100k{suffix}-{machine('cpu')['date']}-{device_label('cpu')}"
+    suite_args = suite.get("args", [])
+    epochs = (
+        int(suite_args[suite_args.index("--trainer.max_epochs") + 1])
+        if "--trainer.max_epochs" in suite_args
+        else base["trainer"]["max_epochs"]
+    )
+    stem = Path(args.results) / f"movielens-100k-{machine('cpu')['date']}-{device_label('cpu')}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     info = DATA / "movielens.json"
     data_info = json.loads(info.read_text()) if info.exists() else {}

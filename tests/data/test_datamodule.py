@@ -371,12 +371,12 @@ def test_setup_is_idempotent(dm: LemurDataModule) -> None:
 
 
 def test_history_config_is_recorded_in_hparams(dm: LemurDataModule) -> None:
-    assert dm.hparams["history"] == {"short_len": 3, "long_len": 6}
+    assert dm.hparams["history"] == {"short_len": 3, "long_len": 6, "impressions_len": 0}
     assert dm.hparams["tokenizer"]["fields"] == FIELDS
 
 
 def test_history_config_reaches_the_logged_hparams(dm: LemurDataModule) -> None:
-    assert dm.hparams_initial["history"] == {"short_len": 3, "long_len": 6}
+    assert dm.hparams_initial["history"] == {"short_len": 3, "long_len": 6, "impressions_len": 0}
     assert dm.hparams_initial["tokenizer"]["fields"] == FIELDS
 
 
