@@ -371,12 +371,12 @@ def summarize(
     split: dict,
     n_resamples: int = 1000,
 ) -> list[dict]:
-    """One row per variant present (``VARIANT_ORDER``): the seed mean and sample std of ``METRICS`` and the
-    difference from ``REFERENCE`` with its paired-bootstrap interval (NaN for the reference itself, or
-    without it)."""
+    """One row per variant present (``VARIANT_ORDER``, then any other variant of ``runs``): the seed mean and
+    sample std of ``METRICS`` and the difference from ``REFERENCE`` with its paired-bootstrap interval (NaN
+    for the reference itself, or without it)."""
     ref = runs.get(REFERENCE, {})
     out = []
-    for name in VARIANT_ORDER:
+    for name in (*VARIANT_ORDER, *(n for n in runs if n not in VARIANT_ORDER)):  # then other suites' variants
         if name in fitted:
             mine = {None: fitted[name]["run"]}
             metrics = [point_metrics(fitted[name]["run"], split["cold_item"], split["cold_user"])]
@@ -460,6 +460,10 @@ def verdict(summary: list[dict]) -> list[str]:
     return lines
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def write_report(
     rows: list[dict],
     summary: list[dict],
@@ -475,7 +479,7 @@ def write_report(
     cold_item, cold_user = split["cold_item"], split["cold_user"]
     payload = {
         "machine": machine("cpu"),
-        "suite": str(SUITE.relative_to(REPO)),
+        "suite": _shown(SUITE),
         "command": " ".join(sys.argv),
         "data": data_info,
         "split": {
@@ -503,7 +507,7 @@ def write_report(
     m = payload["machine"]
     pop, lr = fitted.get("popularity"), fitted.get("logreg_ids")
     lines = [
-        f"# MovieLens-100K: sanity baselines vs ID-only vs two-stage vs end-to-end LEMUR ({m['date']}, CPU)",
+        f"# MovieLens-100K: sanity baselines vs the runs of `{_shown(SUITE)}` ({m['date']}, CPU)",
         "",
         f"- Machine: {m['cpu_count']} CPU cores, torch {m['torch']}, lightning {m['lightning']}; shared with other "
         "jobs, so wall times are rough.",
@@ -535,7 +539,7 @@ def write_report(
         "scores (row-weighted GAUC = the run's logged test/gauc).",
         "- GAUC (user avg) = unweighted mean of per-user AUC over users with both labels; GAUC (row-weighted) = "
         "the same weighted by the user's test rows; QAUC = mean AUC per session. Means ± sample std over seeds.",
-        f"- Commands: `python benchmarks/movielens.py [--only id_only]` = `lemur run {SUITE.relative_to(REPO)}` + "
+        f"- Commands: `python benchmarks/movielens.py --suite {_shown(SUITE)}` = `lemur run {_shown(SUITE)}` + "
         "the baselines + this report.",
         "",
         "| variant | seeds | " + " | ".join(LABELS[k] for k in METRICS) + " | train s (all stages) |",
@@ -640,6 +644,7 @@ def plot(summary: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global SUITE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's 0,1,2)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (passed to lemur run)")
@@ -647,17 +652,28 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default=None, help="comma-separated variants to train, e.g. id_only (passed to lemur run)"
     )
     parser.add_argument(
-        "--out", default=str(REPO / "outputs" / "suites" / "movielens_100k"), help="suite output folder"
+        "--suite",
+        default=str(SUITE),
+        help="another suite on the MovieLens recipes with an id_only variant, e.g. "
+        "experiments/movielens/movielens_suite.yaml (its report is named movielens-100k-<suite name>-<date>)",
     )
+    parser.add_argument("--out", default=None, help="suite output folder (default: outputs/suites/<suite name>)")
     parser.add_argument("--wheel", default=None, help="recbole 1.2.1 wheel, if PyPI cannot be reached")
     parser.add_argument("--skip-run", action="store_true", help="do not train; report the finished runs")
     parser.add_argument("--results", default=str(RESULTS), help="where the results files go")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of each interval")
     args = parser.parse_args(argv)
+    default_suite = SUITE
+    SUITE = Path(args.suite).resolve()
+    if not SUITE.is_file():
+        parser.error(f"--suite: no such file {args.suite!r}")
     env = {**os.environ}
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{REPO / 'mlruns.db'}")
     ensure_data(args.wheel)
     suite = yaml.safe_load(SUITE.read_text())
+    if REFERENCE not in {v["name"] for v in suite["variants"]}:
+        parser.error(f"--suite: {args.suite} has no variant named {REFERENCE!r}, the reference of the report")
+    args.out = args.out or str(REPO / "outputs" / "suites" / suite["name"])
     if args.only:
         names = {v["name"] for v in suite["variants"]}
         unknown = [n for n in args.only.split(",") if n.strip() and n.strip() not in names]
@@ -684,7 +700,8 @@ def main(argv: list[str] | None = None) -> int:
         if "--trainer.max_epochs" in suite_args
         else base["trainer"]["max_epochs"]
     )
-    stem = Path(args.results) / f"movielens-100k-{machine('cpu')['date']}-{device_label('cpu')}"
+    tag = "" if SUITE == default_suite else f"-{suite['name']}"
+    stem = Path(args.results) / f"movielens-100k{tag}-{machine('cpu')['date']}-{device_label('cpu')}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     info = DATA / "movielens.json"
     data_info = json.loads(info.read_text()) if info.exists() else {}

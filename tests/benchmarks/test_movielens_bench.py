@@ -295,3 +295,31 @@ def test_report_from_finished_runs(bench, tmp_path: Path, monkeypatch) -> None:
     payload = json.loads((tmp_path / "report.json").read_text())
     assert payload["contrasts"][0]["reference"] == "two_stage_minilm"
     assert payload["summary"][0]["variant"] == "popularity" and payload["baselines"]["popularity"]["param"]["a"] > 0
+
+
+def test_another_suite_needs_an_id_only_variant(bench, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(bench, "SUITE", bench.SUITE)  # main() rebinds it; restored after the test
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nseeds: [0]\nbase: [recipes/movielens/lemur.yaml]\nvariants:\n  - name: other\n")
+    with pytest.raises(SystemExit):
+        bench.main(["--suite", str(suite), "--skip-run", "--results", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        bench.main(["--suite", str(tmp_path / "missing.yaml"), "--skip-run"])
+
+
+def test_variants_of_another_suite_follow_the_known_ones(bench, synth_split) -> None:
+    split = synth_split
+    run = {**split["test"], "score": np.linspace(0, 1, len(split["test"]["label"]))}
+    runs = {"impressions": {0: run}, "id_only": {0: run}}
+    rows = [
+        {
+            "variant": n,
+            "seed": 0,
+            **bench.point_metrics(run, split["cold_item"], split["cold_user"]),
+            "train_wall_s_all_stages": 1.0,
+        }
+        for n in runs
+    ]
+    summary = bench.summarize(rows, runs, {}, split, n_resamples=20)
+    assert [s["variant"] for s in summary] == ["id_only", "impressions"]
+    assert summary[1]["auc_delta"] == pytest.approx(0.0)
