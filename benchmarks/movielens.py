@@ -75,11 +75,21 @@ DELTA_METRICS = ("auc", "gauc_user", "gauc", "qauc", "auc_cold_item", "auc_cold_
 
 
 # ------------------------------------------------------------------------------------ data
-def load_split(root: Path, val_days: int, test_days: int) -> dict:
+def load_split(root: Path, val_days: int, test_days: int, cold_docs: float = 0.0, cold_docs_seed: int = 0) -> dict:
     """``{"train", "val", "test"}`` column dicts (``COLUMNS``) of ``root/events.parquet``, the day lists, the
-    training days' documents and users, and the test rows' ``cold_item`` / ``cold_user`` masks."""
+    training days' documents and users, and the test rows' ``cold_item`` / ``cold_user`` masks. With
+    ``cold_docs`` > 0 the rows before the test days of the documents that ``LemurDataModule(cold_docs=...)``
+    holds out are dropped first (the same :func:`lemur.data.datamodule.cold_documents` draw)."""
     events = pq.read_table(root / "events.parquet", columns=["day", *COLUMNS[:-1]])
     cols = {c: events[c].to_numpy() for c in ("day", *COLUMNS[:-1])}
+    if cold_docs > 0:
+        from lemur.data.datamodule import cold_documents
+
+        _, keep = cold_documents(cols["doc_id"], cols["day"], test_days, cold_docs, cold_docs_seed)
+        all_days = np.unique(cols["day"])
+        cols = {c: v[keep] for c, v in cols.items()}
+    else:
+        all_days = None
     cols["label"] = cols["label"].astype(np.int64)
     docs_file = root / "docs.parquet"
     publish = None
@@ -91,7 +101,7 @@ def load_split(root: Path, val_days: int, test_days: int) -> dict:
         if publish is not None
         else np.zeros(len(cols["day"]), bool)
     ).astype(bool)
-    days = np.unique(cols["day"])
+    days = np.unique(cols["day"]) if all_days is None else all_days
     if len(days) <= val_days + test_days:
         raise ValueError(f"{root}: {len(days)} distinct days, need more than val_days + test_days")
     n_train = len(days) - val_days - test_days
@@ -110,6 +120,7 @@ def load_split(root: Path, val_days: int, test_days: int) -> dict:
     out["train_users"] = np.unique(out["train"]["user_id"])
     out["cold_item"] = ~np.isin(out["test"]["doc_id"], out["train_docs"])
     out["cold_user"] = ~np.isin(out["test"]["user_id"], out["train_users"])
+    out["cold_docs"] = {"share": cold_docs, "seed": cold_docs_seed}
     return out
 
 
@@ -262,10 +273,16 @@ def ensure_data(wheel: str | None) -> None:
     subprocess.run(cmd, check=True, cwd=REPO)
 
 
-def split_of(base: dict) -> dict:
-    """:func:`load_split` of ``DATA`` by the base recipe's ``val_days`` / ``test_days``."""
-    args = base["data"]["init_args"]
-    return load_split(DATA, args["val_days"], args["test_days"])
+def split_of(suite: dict) -> dict:
+    """:func:`load_split` of ``DATA`` by the ``val_days`` / ``test_days`` / ``cold_docs`` of the suite's base
+    recipes (later recipes override earlier ones, as in ``lemur fit -c a -c b``)."""
+    args = {}
+    for path in suite["base"]:
+        recipe = yaml.safe_load((REPO / path).read_text()) or {}
+        args.update((recipe.get("data") or {}).get("init_args") or {})
+    return load_split(
+        DATA, args["val_days"], args["test_days"], args.get("cold_docs", 0.0), args.get("cold_docs_seed", 0)
+    )
 
 
 def predict(folder: Path, recipes: list[str], env: dict) -> Path:
@@ -489,6 +506,7 @@ def write_report(
             "cold_items": int(len(np.unique(test["doc_id"][cold_item]))),
             "cold_user_rows": int(cold_user.sum()),
             "cold_users": int(len(np.unique(test["user_id"][cold_user]))),
+            "cold_docs": split.get("cold_docs", {"share": 0.0, "seed": 0}),
         },
         "baselines": {k: {"param": v["param"], "val_auc": v["val_auc"]} for k, v in fitted.items()},
         "reference": REFERENCE,
@@ -516,7 +534,14 @@ def write_report(
         "session).",
         f"- Split (by distinct days, as the recipes): train {facts['rows']['train']:,} rows, val "
         f"{facts['rows']['val']:,}, test {facts['rows']['test']:,} (last {len(facts['days']['test'])} distinct days). "
-        f"Cold-start items: {facts['cold_item_rows']:,} test rows of {facts['cold_items']} movies never rated in "
+        + (
+            f"`data.cold_docs` = {facts['cold_docs']['share']:g} (seed {facts['cold_docs']['seed']}): that share of "
+            "the movies rated before the test days is held out, their earlier ratings dropped from training, "
+            "validation and histories, so the test scores them as cold-start movies. "
+            if facts["cold_docs"]["share"] > 0
+            else ""
+        )
+        + f"Cold-start items: {facts['cold_item_rows']:,} test rows of {facts['cold_items']} movies never rated in "
         f"the training days; cold-start users: {facts['cold_user_rows']:,} test rows of {facts['cold_users']} users "
         "with no training-day rating.",
         "- Baselines (deterministic, no seed; fitted on the training days, hyperparameter by validation AUC): "
@@ -687,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--only", args.only]
         subprocess.run(cmd, check=False, cwd=REPO, env=env)
     base = yaml.safe_load((REPO / suite["base"][0]).read_text())
-    split = split_of(base)
+    split = split_of(suite)
     print("fitting the baselines (popularity, logreg_ids) on the training days ...", flush=True)
     fitted = baselines(split)
     rows, runs = collect(Path(args.out), suite, split, env)

@@ -51,7 +51,7 @@ import lightning as L
 import numpy as np
 import pyarrow as pa
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lemur.data.history import HistoryIndex
@@ -266,6 +266,25 @@ class _Store:
         return torch.from_numpy(pixels), torch.from_numpy(present), torch.from_numpy(status)
 
 
+def cold_documents(
+    doc_id: np.ndarray, day: np.ndarray, test_days: int, share: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cold-start documents for an evaluation: ``round(share * n)`` of the ``n`` documents with a row before
+    the last ``test_days`` days, drawn without replacement by ``numpy.random.default_rng(seed)`` from their
+    sorted IDs. Returns the held-out IDs (sorted) and the rows to keep: all but the held-out documents' rows
+    before the test days. ``LemurDataModule(cold_docs=...)`` and the MovieLens benchmark's baselines both
+    call it, so they hold out the same documents."""
+    days = np.unique(day)
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"cold_docs must be in [0, 1), got {share}")
+    if len(days) <= test_days:
+        raise ValueError(f"{len(days)} distinct days: need more than test_days = {test_days}")
+    before = day < days[len(days) - test_days]
+    candidates = np.unique(doc_id[before])
+    held = np.sort(np.random.default_rng(seed).choice(candidates, int(round(share * len(candidates))), replace=False))
+    return held, ~(before & np.isin(doc_id, held))
+
+
 class LemurDataModule(L.LightningDataModule):
     """Loads ``root/docs.parquet`` + ``root/events.parquet`` (see :mod:`lemur.data.schema`).
 
@@ -277,6 +296,12 @@ class LemurDataModule(L.LightningDataModule):
         history: lengths of the short and long history sequences (and of the optional impression sequence).
         tokenizer: tokenizer and per-field token budgets.
         image_size: decode cover images to this square size; None = no images in batches.
+        cold_docs: share of the documents rated before the test days held out as cold-start documents: their
+            rows before the test days are dropped (from training, validation and every history), so the test
+            scores them as documents no ID has seen. 0 = the plain split by day. The documents are drawn by
+            :func:`cold_documents` with ``cold_docs_seed``, not the run's seed: every run of a comparison holds
+            out the same ones.
+        cold_docs_seed: the draw of ``cold_docs``.
     """
 
     def __init__(
@@ -290,6 +315,8 @@ class LemurDataModule(L.LightningDataModule):
         history: HistoryConfig = HistoryConfig(),
         tokenizer: TokenizerConfig = TokenizerConfig(),
         image_size: int | None = None,
+        cold_docs: float = 0.0,
+        cold_docs_seed: int = 0,
     ) -> None:
         super().__init__()
         for name, value, low in (
@@ -301,6 +328,8 @@ class LemurDataModule(L.LightningDataModule):
         ):
             if value < low:
                 raise ValueError(f"data.{name} must be >= {low}, got {value}")
+        if not 0.0 <= cold_docs < 1.0:
+            raise ValueError(f"data.cold_docs must be in [0, 1), got {cold_docs}")
         if image_size is not None and image_size < 8:
             raise ValueError(f"data.image_size must be >= 8 or null, got {image_size}")
         self.save_hyperparameters(ignore=["history", "tokenizer"])
@@ -339,6 +368,21 @@ class LemurDataModule(L.LightningDataModule):
         if self.store is not None:
             return
         docs, events = validate_dataset(self.root)
+        all_days = np.unique(events["day"].to_numpy())
+        self.cold_doc_ids = np.zeros(0, np.int64)
+        if self.hparams.cold_docs > 0 and len(all_days) > self.hparams.val_days + self.hparams.test_days:
+            self.cold_doc_ids, keep = cold_documents(
+                events["doc_id"].to_numpy(),
+                events["day"].to_numpy(),
+                self.hparams.test_days,
+                self.hparams.cold_docs,
+                self.hparams.cold_docs_seed,
+            )
+            rank_zero_info(
+                f"data.cold_docs={self.hparams.cold_docs}: {len(self.cold_doc_ids)} documents held out as cold-start, "
+                f"{int((~keep).sum())} of their rows before the test days dropped"
+            )
+            events = events.filter(pa.array(keep))
         cfg = self.tokenizer_config
         doc_ids = docs["doc_id"].to_numpy()
         sorter = np.argsort(doc_ids)
@@ -444,10 +488,11 @@ class LemurDataModule(L.LightningDataModule):
         self.cat_columns, self.dense_columns = cat_cols, dense_cols
         self.cat_cardinality = [int(self.store.cat[:, i].max()) + 1 for i in range(len(cat_cols))]
         self.num_docs = len(doc_ids)
-        self._split_by_day(day)
+        self._split_by_day(day, all_days)
 
-    def _split_by_day(self, day: np.ndarray) -> None:
-        days = np.unique(day)
+    def _split_by_day(self, day: np.ndarray, days: np.ndarray) -> None:
+        """``self.days`` from ``days`` (every day of the dataset, before ``cold_docs`` dropped rows) and
+        ``self.splits``: the row indices of ``day`` in each."""
         n_val, n_test = self.hparams.val_days, self.hparams.test_days
         if len(days) <= n_val + n_test:
             raise SchemaError(

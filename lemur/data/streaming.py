@@ -39,8 +39,8 @@ class StreamingDataModule(LemurDataModule):
         self.stream: list[int] = []
         self._day_rows: dict[int, np.ndarray] = {}
 
-    def _split_by_day(self, day: np.ndarray) -> None:
-        super()._split_by_day(day)
+    def _split_by_day(self, day: np.ndarray, days: np.ndarray) -> None:
+        super()._split_by_day(day, days)
         stream = self.days["train"] + self.days["val"]  # every day before the test days (val_days plays no part)
         if len(stream) < self.warmup_days + 1:
             raise SchemaError(

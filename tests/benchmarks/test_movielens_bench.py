@@ -208,7 +208,11 @@ def test_report_from_finished_runs(bench, tmp_path: Path, monkeypatch) -> None:
         json.dumps({"suggested_split": {"train_rows": 1, "val_rows": 1, "test_rows": 1}})
     )
     monkeypatch.setattr(bench, "DATA", data)
-    split = bench.split_of({"data": {"init_args": {"val_days": 1, "test_days": 1}}})
+    base = tmp_path / "base.yaml"
+    base.write_text("data:\n  init_args: {val_days: 2, test_days: 1}\n")
+    over = tmp_path / "over.yaml"  # a later base recipe overrides an earlier one, as `lemur fit -c a -c b`
+    over.write_text("data:\n  init_args: {val_days: 1}\n")
+    split = bench.split_of({"base": [str(base), str(over)]})
     events = pq.read_table(data / "events.parquet").to_pylist()
     test = sorted((r for r in events if r["day"] == 3), key=lambda r: (r["session_id"], r["doc_id"]))
     train_docs = {r["doc_id"] for r in events if r["day"] <= 1}
@@ -323,3 +327,23 @@ def test_variants_of_another_suite_follow_the_known_ones(bench, synth_split) -> 
     summary = bench.summarize(rows, runs, {}, split, n_resamples=20)
     assert [s["variant"] for s in summary] == ["id_only", "impressions"]
     assert summary[1]["auc_delta"] == pytest.approx(0.0)
+
+
+def test_cold_docs_split_matches_the_datamodule(bench, tmp_path: Path) -> None:
+    from lemur.data import LemurDataModule
+
+    data = write_dataset(tmp_path / "data", *make_tables(n_docs=60, n_days=4))
+    plain = bench.load_split(data, val_days=1, test_days=1)
+    split = bench.load_split(data, val_days=1, test_days=1, cold_docs=0.3, cold_docs_seed=2)
+    dm = LemurDataModule(root=str(data), num_workers=0, val_days=1, test_days=1, cold_docs=0.3, cold_docs_seed=2)
+    dm.setup("fit")
+    assert split["days"] == plain["days"] == {k: v for k, v in dm.days.items()}
+    for name in ("train", "val"):
+        assert len(split[name]["label"]) == len(dm.splits[name]) < len(plain[name]["label"])
+        assert not np.isin(split[name]["doc_id"], dm.cold_doc_ids).any()
+    for key in ("session_id", "doc_id", "label"):  # the same test rows, in the same order
+        assert np.array_equal(split["test"][key], plain["test"][key])
+    held_in_test = np.isin(split["test"]["doc_id"], dm.cold_doc_ids)
+    assert held_in_test.any() and split["cold_item"][held_in_test].all()
+    assert split["cold_item"].sum() > plain["cold_item"].sum()
+    assert split["cold_docs"] == {"share": 0.3, "seed": 2}

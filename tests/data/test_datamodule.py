@@ -14,7 +14,7 @@ import torch
 import lemur.data.datamodule as datamodule_module
 from conftest import make_tables, write_dataset
 from lemur.data import HistoryConfig, LemurDataModule, SchemaError, TokenizerConfig
-from lemur.data.datamodule import IMAGE_MEAN, IMAGE_STD
+from lemur.data.datamodule import IMAGE_MEAN, IMAGE_STD, cold_documents
 
 FIELDS = {"title": 6, "ocr": 8, "asr": 3, "cover_text": 2}
 CLS, SEP = 101, 102  # the packaged all-MiniLM-L6-v2 (BERT uncased) vocabulary
@@ -71,6 +71,51 @@ def test_split_with_more_held_out_days(handmade_dataset: Path) -> None:
     dm = make_dm(handmade_dataset, val_days=0, test_days=2)
     assert dm.days == {"train": [0, 1], "val": [], "test": [2, 3]}
     assert len(dm.splits["val"]) == 0
+
+
+def test_cold_documents_draw() -> None:
+    doc = np.array([5, 6, 7, 8, 5, 9, 6, 7])
+    day = np.array([0, 0, 1, 1, 2, 2, 3, 3])  # test day 3; documents before it: 5, 6, 7, 8, 9
+    held, keep = cold_documents(doc, day, test_days=1, share=0.4, seed=0)
+    assert len(held) == 2 and set(held.tolist()) <= {5, 6, 7, 8, 9} and held.tolist() == sorted(held.tolist())
+    assert keep.tolist() == [not (d in held and t < 3) for d, t in zip(doc, day)]  # test rows always kept
+    again, _ = cold_documents(doc, day, test_days=1, share=0.4, seed=0)
+    assert again.tolist() == held.tolist()
+    draws = {tuple(cold_documents(doc, day, 1, 0.4, seed)[0].tolist()) for seed in range(20)}
+    assert len(draws) > 1  # the seed draws
+    assert len(cold_documents(doc, day, 1, 0.0, 0)[0]) == 0
+    with pytest.raises(ValueError, match="cold_docs"):
+        cold_documents(doc, day, 1, 1.0, 0)
+
+
+def test_cold_docs_leave_no_trace_before_the_test_days(handmade_dataset: Path, events: dict) -> None:
+    plain = make_dm(handmade_dataset)
+    dm = make_dm(handmade_dataset, cold_docs=0.25, cold_docs_seed=3)
+    held, _ = cold_documents(np.asarray(events["doc_id"]), np.asarray(events["day"]), 1, 0.25, 3)
+    assert dm.cold_doc_ids.tolist() == held.tolist() and len(held) > 0
+    assert dm.days == plain.days  # the split by day does not move
+    doc_ids = pq.read_table(handmade_dataset / "docs.parquet")["doc_id"].to_numpy()
+    held_index = set(np.flatnonzero(np.isin(doc_ids, held)).tolist())
+    seen_before_test = set()
+    for loader in (dm.train_dataloader(), dm.val_dataloader()):
+        for batch in loader:
+            assert not set(batch["doc_index"].tolist()) & held_index, "a held-out document trains or validates"
+            items = batch["hist_long"][batch["hist_long_mask"]].tolist()
+            assert not set(items) & held_index, "a held-out document is in a history before the test days"
+            seen_before_test |= set(batch["doc_index"].tolist())
+    rows = lambda m: sorted(  # noqa: E731
+        zip(*(torch.cat([b[k] for b in m.test_dataloader()]).tolist() for k in ("session_id", "doc_id", "label")))
+    )
+    assert rows(dm) == rows(plain)  # the test rows are untouched
+    plain_before = {
+        i
+        for loader in (plain.train_dataloader(), plain.val_dataloader())
+        for b in loader
+        for i in b["doc_index"].tolist()
+    }
+    assert seen_before_test == plain_before - held_index
+    with pytest.raises(ValueError, match="data.cold_docs must be in"):
+        LemurDataModule(root=str(handmade_dataset), cold_docs=1.0)
 
 
 # ------------------------------------------------------------------------------ batch contract
