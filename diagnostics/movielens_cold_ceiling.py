@@ -19,9 +19,11 @@ a gain the data does not hold:
 Two splits of the same days (the recipes' ``val_days`` / ``test_days``):
 
 * ``temporal``: the recipes' split; the cold movies are those first rated in the test days.
-* ``holdout``: besides, a random share of the training days' movies (``--holdout``, ``--draws`` draws) is
-  taken out of the training and validation days, so their test rows are cold too: a cold set large
-  enough for the interval to resolve a content gain of the size this data holds.
+* ``holdout``: besides, a random share of the movies rated before the test days (``--holdout``) is held
+  out as ``LemurDataModule(cold_docs=...)`` does (``lemur.data.datamodule.cold_documents``, seeds
+  ``0 .. --draws - 1``; seed 0 with share 0.2 is ``recipes/movielens/cold_movies.yaml``): their ratings
+  before the test days are dropped, so their test rows are cold too, a cold set large enough for an
+  interval to resolve a content gain.
 
 Per split and content: cold-movie AUC of both scorers and their difference with the paired-bootstrap 95%
 interval over the cold rows (``lemur.metrics.bootstrap.paired_delta``, the benchmark's interval).
@@ -153,21 +155,7 @@ def with_content(score_ids: np.ndarray, test: dict, cold: np.ndarray, doc_ids: l
     return score_ids + np.where(cold, add, 0.0)
 
 
-# ------------------------------------------------------------------------------------ splits
-def holdout_split(split: dict, share: float, seed: int) -> dict:
-    """``split`` with a random ``share`` of the training days' movies removed from training and validation."""
-    rng = np.random.default_rng(seed)
-    movies = split["train_docs"]
-    held = rng.choice(movies, int(round(share * len(movies))), replace=False)
-    out = dict(split)
-    for name in ("train", "val"):
-        keep = ~np.isin(split[name]["doc_id"], held)
-        out[name] = {k: v[keep] for k, v in split[name].items()}
-    out["train_docs"] = np.unique(out["train"]["doc_id"])
-    out["cold_item"] = ~np.isin(split["test"]["doc_id"], out["train_docs"])
-    return out
-
-
+# ------------------------------------------------------------------------------------ evaluation
 def evaluate(split: dict, contents: dict[str, np.ndarray], doc_ids: list[int], n_resamples: int) -> list[dict]:
     """Per content: cold-movie AUC of ``logreg_ids`` and of ``logreg_ids+<content>`` and the paired delta."""
     test, cold = split["test"], split["cold_item"]
@@ -175,6 +163,7 @@ def evaluate(split: dict, contents: dict[str, np.ndarray], doc_ids: list[int], n
     ids_scores = score(test)
     reference = {**test, "score": ids_scores, "is_new_doc": cold}
     rows = []
+    both = len(np.unique(test["label"][cold])) == 2
     for name, vectors in contents.items():
         predicted = predicted_coefficients(vectors, doc_ids, coef, count)
         scores = with_content(ids_scores, test, cold, doc_ids, predicted)
@@ -185,8 +174,8 @@ def evaluate(split: dict, contents: dict[str, np.ndarray], doc_ids: list[int], n
                 "cold_rows": int(cold.sum()),
                 "cold_movies": int(len(np.unique(test["doc_id"][cold]))),
                 "logreg_C": C,
-                "auc_cold_item_ids": auc(test["label"][cold], ids_scores[cold]),
-                "auc_cold_item_content": auc(test["label"][cold], scores[cold]),
+                "auc_cold_item_ids": auc(test["label"][cold], ids_scores[cold]) if both else float("nan"),
+                "auc_cold_item_content": auc(test["label"][cold], scores[cold]) if both else float("nan"),
                 "auc_cold_item_delta": delta.value,
                 "auc_cold_item_delta_ci_low": delta.low,
                 "auc_cold_item_delta_ci_high": delta.high,
@@ -202,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=REPO / "data" / "movielens-100k")
     parser.add_argument("--val-days", type=int, default=29, help="as recipes/movielens/lemur.yaml")
     parser.add_argument("--test-days", type=int, default=23, help="as recipes/movielens/lemur.yaml")
-    parser.add_argument("--holdout", type=float, default=0.2, help="share of training movies held out (0: skip)")
-    parser.add_argument("--draws", type=int, default=3, help="random holdouts")
+    parser.add_argument("--holdout", type=float, default=0.2, help="cold_docs share of the holdout split (0: skip)")
+    parser.add_argument("--draws", type=int, default=3, help="holdout draws (cold_docs_seed 0, 1, ...)")
     parser.add_argument("--contents", nargs="+", default=list(CONTENTS), choices=CONTENTS)
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -224,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"split": "temporal", "draw": None, **r} for r in evaluate(split, contents, docs["doc_id"], args.resamples)]
     if args.holdout > 0:
         for draw in range(args.draws):
-            held = holdout_split(split, args.holdout, seed=draw)
+            held = load_split(args.data, args.val_days, args.test_days, args.holdout, cold_docs_seed=draw)
             rows += [
                 {"split": "holdout", "draw": draw, **r}
                 for r in evaluate(held, contents, docs["doc_id"], args.resamples)

@@ -83,6 +83,7 @@ class SafeMLFlowLogger(MLFlowLogger):
 
     _failure: str | None = None
     _offline_version: str | None = None
+    _lost_race = False
 
     def __init__(
         self,
@@ -160,6 +161,11 @@ class SafeMLFlowLogger(MLFlowLogger):
                     f"MLflow run {self._run_id} is not in {self._tracking_uri}: logging to a new run instead"
                 )
                 self._run_id = None
+                return self.experiment
+            if _error_code(err) == "RESOURCE_ALREADY_EXISTS" and not self._lost_race:
+                # Another process (a suite's other job) created the experiment between MLFlowLogger's lookup
+                # and its create_experiment: look it up again, once.
+                self._lost_race = True
                 return self.experiment
             self._fail(err, "creating the run")
             return _NullClient()

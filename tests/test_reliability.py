@@ -339,6 +339,30 @@ def test_tracking_failing_mid_run_warns_once_and_never_raises(
     assert logger.name is not None and logger.version == run_id  # the checkpoint folder does not move
 
 
+def test_losing_the_race_to_create_the_experiment_joins_it(tracking_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs starting together both find no experiment; the one whose create_experiment then fails with
+    RESOURCE_ALREADY_EXISTS looks it up again instead of going on untracked."""
+    import mlflow
+
+    mlflow.MlflowClient(tracking_db).create_experiment("raced")  # what the other process just did
+    logger = SafeMLFlowLogger(experiment_name="raced", tracking_uri=tracking_db)
+    real = type(logger._mlflow_client).get_experiment_by_name
+    lookups = []
+
+    def stale_once(self, name):  # the first lookup ran before the other process created it
+        lookups.append(name)
+        return None if len(lookups) == 1 else real(self, name)
+
+    monkeypatch.setattr(type(logger._mlflow_client), "get_experiment_by_name", stale_once)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        run_id = logger.run_id
+    assert run_id and logger.failure is None and not _runtime_warnings(record)
+    assert len(lookups) == 2
+    experiment = mlflow.MlflowClient(tracking_db).get_experiment_by_name("raced")
+    assert mlflow.MlflowClient(tracking_db).get_run(run_id).info.experiment_id == experiment.experiment_id
+
+
 def test_resuming_into_an_unknown_run_or_with_changed_params(tracking_db: str) -> None:
     import mlflow
 

@@ -1,7 +1,9 @@
 """The LightningDataModule: a validated dataset folder -> batches of tensors.
 
 Split is by day: the last ``test_days`` days are the test set, the ``val_days``
-before them validation, everything earlier training. Text is tokenised once and
+before them validation, everything earlier training. ``cold_docs`` > 0 also holds out
+that share of the documents as cold-start ones (their rows before the test days are
+dropped, histories included; :func:`cold_documents`). Text is tokenised once and
 cached under ``<root>/.cache``; histories come from :class:`HistoryIndex`; images
 are decoded in the loader workers. A batch is a dict:
 

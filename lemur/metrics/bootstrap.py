@@ -154,7 +154,7 @@ def paired_delta(
         return Delta(value, float(res.confidence_interval.low), float(res.confidence_interval.high), len(diff), k)
     keep = np.ones(len(runs[0]["label"]), bool) if metric == "auc" else runs[0]["is_new_doc"].astype(bool)
     label = runs[0]["label"][keep]
-    if label.min(initial=1) == label.max(initial=0):  # one class only: AUC undefined
+    if len(label) == 0 or label.min() == label.max():  # no row or one class only: AUC undefined
         return NAN_DELTA
     scores = np.stack([r["score"][keep].astype(np.float64) for r in runs])
     full = _auc_matrix(scores, label, np.ones(len(label)))

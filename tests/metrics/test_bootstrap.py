@@ -82,6 +82,8 @@ def test_runs_on_different_rows_are_refused_and_one_class_is_undefined() -> None
         paired_delta(a, b, "auc")
     one_class = [{**a[0], "is_new_doc": a[0]["label"] == 1}]
     assert np.isnan(paired_delta(one_class, one_class, "auc_new").value)
+    no_new = [{**a[0], "is_new_doc": np.zeros(len(a[0]["label"]), bool)}]  # no new-document row at all
+    assert np.isnan(paired_delta(no_new, no_new, "auc_new").value)
 
 
 def test_predictions_are_read_in_a_canonical_row_order(tmp_path) -> None:
