@@ -30,7 +30,7 @@ interval over the cold rows (``lemur.metrics.bootstrap.paired_delta``, the bench
 
     python diagnostics/movielens_cold_ceiling.py      # ~2 minutes; needs scikit-learn (the `test` extra)
 
-Writes ``results/movielens-cold-ceiling-<date>-cpu.json`` + ``.csv``.
+Writes ``results/movielens-cold-ceiling-<date>-cpu.json`` + ``.csv`` + ``.png``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the shared script helpers
-from common import REPO, RESULTS, add_threads_arg, machine, set_threads, write  # noqa: E402
+from common import REPO, RESULTS, add_threads_arg, machine, save_figure, set_threads, write  # noqa: E402
 from movielens import LOGREG_CS, auc, load_split  # noqa: E402
 
 from lemur.metrics.bootstrap import paired_delta  # noqa: E402
@@ -186,6 +186,41 @@ def evaluate(split: dict, contents: dict[str, np.ndarray], doc_ids: list[int], n
     return rows
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    """Cold-movie AUC of the ID model and with content, per split and content; the difference's interval as
+    an error bar on the content bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    contents = list(dict.fromkeys(r["content"] for r in rows))
+    splits = list(dict.fromkeys((r["split"], r["draw"]) for r in rows))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(splits), 3.6))
+    width = 0.8 / (1 + len(contents))
+    for k, (split, draw) in enumerate(splits):
+        mine = {r["content"]: r for r in rows if (r["split"], r["draw"]) == (split, draw)}
+        first = next(iter(mine.values()))
+        ax.bar(k, first["auc_cold_item_ids"], width, color="0.6", label="IDs only" if k == 0 else None)
+        for j, name in enumerate(contents):
+            r = mine[name]
+            err = [[r["auc_cold_item_delta"] - r["auc_cold_item_delta_ci_low"]],
+                   [r["auc_cold_item_delta_ci_high"] - r["auc_cold_item_delta"]]]  # fmt: skip
+            ax.bar(k + (j + 1) * width, r["auc_cold_item_content"], width, yerr=err, capsize=3,
+                   color=f"C{j}", label=f"+ {name}" if k == 0 else None)  # fmt: skip
+    ax.set_xticks([k + width * len(contents) / 2 for k in range(len(splits))])
+    cold_rows = {(r["split"], r["draw"]): r["cold_rows"] for r in rows}
+    ax.set_xticklabels(
+        [f"{s}{'' if d is None else f' {d}'}\n{cold_rows[s, d]} cold rows" for s, d in splits]
+    )
+    ax.axhline(0.5, color="0.3", lw=0.8, ls=":")
+    ax.set_ylim(0.45, max(0.75, max(r["auc_cold_item_content"] for r in rows) + 0.05))
+    ax.set_ylabel("AUC on cold-start movies")
+    ax.set_title("MovieLens-100K: what titles and genres add where IDs are blind", fontsize=9)
+    ax.legend(fontsize=8, loc="upper right")
+    save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "movielens-100k")
@@ -240,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"wrote {path} and {path.with_suffix('.csv').name}")
+    plot(rows, path.with_suffix(".png"))
+    print(f"wrote {path} and its .csv, .png")
     return 0
 
 

@@ -85,4 +85,4 @@ def test_script_writes_its_files(tmp_path: Path) -> None:
         ("holdout", 1, "year_genres"),
         ("holdout", 1, "minilm"),
     ]
-    assert result.with_suffix(".csv").exists()
+    assert result.with_suffix(".csv").exists() and result.with_suffix(".png").stat().st_size > 1000
