@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -130,7 +132,14 @@ def cached(cache_dir: Path, name: str, key: dict, build) -> TokenizedText:
             return TokenizedText(z["ids"], z["types"], z["mask"])
     result = build()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **asdict(result))
-    tmp.replace(path)  # atomic: a killed run never leaves a half-written cache
+    # A temporary file of this writer's own (DDP ranks set up together and may both build the cache), then an
+    # atomic rename: a killed run never leaves a half-written cache, and the last writer wins with equal bytes.
+    fd, name = tempfile.mkstemp(prefix=f"{path.stem}.", suffix=".tmp.npz", dir=cache_dir)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        np.savez(tmp, **asdict(result))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return result

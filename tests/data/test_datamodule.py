@@ -309,6 +309,29 @@ def test_cache_is_written_and_reused(handmade_dataset: Path, monkeypatch: pytest
         assert b1[key].equal(b2[key]), key
 
 
+def test_cache_written_by_two_writers_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DDP ranks set up together: another writer finishes the same cache file between this writer's save and
+    its rename. Both must succeed and leave one complete file, no temporary one."""
+    from lemur.data import tokenize
+
+    result = tokenize.TokenizedText(np.ones((2, 3), np.int64), np.zeros((2, 3), np.int64), np.ones((2, 3), bool))
+    real_savez, nested = np.savez, []
+
+    def savez_then_another_writer(file, **arrays):
+        real_savez(file, **arrays)
+        if not nested:
+            nested.append(1)
+            tokenize.cached(tmp_path, "docs", {"k": 1}, lambda: result)  # the other rank, start to finish
+
+    monkeypatch.setattr(tokenize.np, "savez", savez_then_another_writer)
+    out = tokenize.cached(tmp_path, "docs", {"k": 1}, lambda: result)
+    assert nested and np.array_equal(out.ids, result.ids)
+    [path] = tmp_path.iterdir()
+    assert path.suffix == ".npz" and ".tmp" not in path.name
+    monkeypatch.setattr(tokenize.np, "savez", real_savez)
+    assert np.array_equal(tokenize.cached(tmp_path, "docs", {"k": 1}, lambda: None).ids, result.ids)  # read back
+
+
 def test_cache_depends_on_the_token_budgets(handmade_dataset: Path) -> None:
     make_dm(handmade_dataset)
     n = len(_cache_files(handmade_dataset))
